@@ -1,0 +1,5 @@
+import sys
+
+from mihead.cli import main
+
+sys.exit(main())

@@ -1,0 +1,108 @@
+"""From a validated recipe to live objects: data, augmenter, model and objectives."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from mihead.contracts import (
+    Augmenter,
+    Dataset,
+    ImageData,
+    ImageSpec,
+    Objective,
+    ObjectiveContext,
+)
+from mihead.data import ViewSource, make_view_source
+from mihead.errors import DataError
+from mihead.model import MultiHeadModel
+from mihead.recipe import Recipe
+
+__all__ = ["Built", "build"]
+
+
+@dataclasses.dataclass
+class Built:
+    """Everything a run needs, made from one recipe."""
+
+    train_data: ImageData
+    eval_data: ImageData
+    augmenter: Augmenter
+    source: ViewSource
+    model: MultiHeadModel
+    objectives: list[tuple[str, float, Objective]]
+    device: torch.device
+
+
+def _load(dataset: Dataset, split: str, limit: int) -> ImageData:
+    data = dataset.load(split).head(limit)
+    if len(data) == 0:
+        raise DataError(f"dataset {dataset.name!r} split {split!r} has no images")
+    return data
+
+
+def _term_names(recipe: Recipe) -> list[str]:
+    """One unique name per objective table: its plugin name, numbered when repeated."""
+    names: list[str] = []
+    for section in recipe.objectives:
+        base = section.entry.name
+        count = sum(1 for n in names if n == base or n.startswith(base + "#"))
+        names.append(base if count == 0 else f"{base}#{count + 1}")
+    return names
+
+
+def build(recipe: Recipe, device: torch.device) -> Built:
+    """Load the splits and build augmenter, model and objectives on ``device``."""
+    torch.manual_seed(recipe.run.seed)
+    dataset: Dataset = recipe.data.cls(recipe.data.params)
+    limit = recipe.data.params.limit  # type: ignore[attr-defined]
+    train_split = recipe.data.core.split or dataset.train_split  # type: ignore[attr-defined]
+    eval_split = recipe.eval.split or dataset.eval_split
+    train_data = _load(dataset, train_split, limit)
+    eval_data = train_data if eval_split == train_split else _load(dataset, eval_split, limit)
+
+    h, w, c = train_data.images.shape[1:]
+    augmenter: Augmenter = recipe.augment.cls(recipe.augment.params, ImageSpec(channels=c, size=h))
+    source = make_view_source(
+        train_data.images,
+        augmenter,
+        recipe.augment.core.where,  # type: ignore[attr-defined]
+        batch_size=recipe.train.batch_size,
+        num_workers=recipe.train.num_workers,
+        seed=recipe.run.seed,
+        device=device,
+    )
+
+    head_params = recipe.head.params
+    clusters = head_params.clusters or len(train_data.classes)  # type: ignore[attr-defined]
+    if clusters < 2:
+        raise DataError(
+            f"dataset {dataset.name!r} does not name its classes; set head.clusters to the number of clusters"
+        )
+    backbone = recipe.backbone.cls(recipe.backbone.params, augmenter.output)
+    per = head_params.per_attachment  # type: ignore[attr-defined]
+    points = [ch for ch in backbone.attach_channels for _ in range(per)]
+    heads = [recipe.head.cls(head_params, ch, clusters) for ch in points]
+    over = head_params.overclusters  # type: ignore[attr-defined]
+    over_heads = [recipe.head.cls(head_params, ch, over) for ch in points] if over else []
+    model = MultiHeadModel(backbone, heads, over_heads, per).to(device)
+
+    with torch.no_grad():
+        probe = torch.zeros(1, 2, augmenter.output.channels, augmenter.output.size, augmenter.output.size, device=device)
+        was = model.training
+        model.eval()
+        features = model(probe).features
+        model.train(was)
+    context = ObjectiveContext(
+        heads=len(heads),
+        views=augmenter.num_views,
+        clusters=clusters,
+        overclusters=over,
+        feature_channels={k: int(f.shape[2]) for k, f in features.items()},
+    )
+    objectives = [
+        (name, s.params.weight, s.cls(s.params, context).to(device))  # type: ignore[attr-defined]
+        for name, s in zip(_term_names(recipe), recipe.objectives)
+    ]
+    return Built(train_data, eval_data, augmenter, source, model, objectives, device)

@@ -1,0 +1,206 @@
+"""``mihead run | check | eval | plugins``.
+
+Every user-fixable problem (bad recipe, bad ``--set``, missing data, corrupt checkpoint,
+broken plugin in strict mode) ends with one line on stderr and exit status 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from mihead.contracts import describe  # noqa: E402
+from mihead.errors import MiheadError, RecipeError  # noqa: E402
+from mihead.plugins import Registry, load_registry  # noqa: E402
+from mihead.recipe import Recipe, load_recipe  # noqa: E402
+
+__all__ = ["main"]
+
+RECIPE_FILE = "recipe.toml"
+
+
+def _registry(console: Console) -> Registry:
+    registry = load_registry()
+    for problem in registry.problems:
+        console.print(f"[yellow]mihead: warning: {problem}[/]", highlight=False)
+    return registry
+
+
+def _new_run_dir(recipe: Recipe, out: str | None) -> Path:
+    if out is not None:
+        run_dir = Path(out)
+        if (run_dir / RECIPE_FILE).exists():
+            raise RecipeError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out")
+    else:
+        name = recipe.run.name or Path(recipe.source).stem
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(recipe.run.out) / f"{name}-{stamp}"
+        n = 1
+        while run_dir.exists():
+            n += 1
+            run_dir = Path(recipe.run.out) / f"{name}-{stamp}-{n}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _write_run_files(recipe: Recipe, run_dir: Path) -> None:
+    (run_dir / RECIPE_FILE).write_text(recipe.to_toml())
+    used = [
+        {"kind": e.kind, "name": e.name, "plugin": e.plugin, "package": e.package, "version": e.version}
+        for e in recipe.plugins_used()
+    ]
+    (run_dir / "plugins.json").write_text(json.dumps(used, indent=2) + "\n")
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from mihead.checkpoint import load_checkpoint
+    from mihead.engine import Trainer
+
+    registry = _registry(console)
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / RECIPE_FILE).exists():
+            raise RecipeError(f"{run_dir}: not a run directory (no {RECIPE_FILE})")
+        if args.recipe or args.out:
+            raise RecipeError("--resume continues the run directory's own recipe: give no RECIPE or --out")
+        recipe = load_recipe(run_dir / RECIPE_FILE, registry, args.set)
+        state = load_checkpoint(run_dir)
+        console.print(f"resuming [bold]{run_dir}[/] at step {state['step']}", highlight=False)
+        trainer = Trainer(recipe, run_dir, console)
+        trainer.load_state(state)
+    else:
+        if not args.recipe:
+            raise RecipeError("give a RECIPE.toml to run, or --resume RUN_DIR")
+        recipe = load_recipe(args.recipe, registry, args.set)
+        run_dir = _new_run_dir(recipe, args.out)
+        _write_run_files(recipe, run_dir)
+        console.print(f"run directory: [bold]{run_dir}[/]", highlight=False)
+        trainer = Trainer(recipe, run_dir, console)
+    trainer.fit()
+    console.print(f"run directory: [bold]{run_dir}[/]", highlight=False)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    recipe = load_recipe(args.recipe, _registry(console), args.set)
+    names = ", ".join(s.entry.name for s in recipe.objectives)
+    console.print(
+        f"{args.recipe}: ok (data {recipe.data.entry.name}, backbone {recipe.backbone.entry.name}, "
+        f"head {recipe.head.entry.name}, objectives {names})",
+        highlight=False,
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, console: Console) -> int:
+    from mihead.build import build
+    from mihead.checkpoint import load_checkpoint
+    from mihead.device import resolve_device
+    from mihead.engine import write_reports
+    from mihead.evaluate import evaluate
+    from mihead.report import print_results
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / RECIPE_FILE).exists():
+        raise RecipeError(f"{run_dir}: not a run directory (no {RECIPE_FILE})")
+    overrides = [f"eval.split={json.dumps(args.split)}"] if args.split else []
+    recipe = load_recipe(run_dir / RECIPE_FILE, _registry(console), overrides)
+    state = load_checkpoint(run_dir, fallback=False)
+    device = resolve_device(recipe.train.device)
+    built = build(recipe, device)
+    built.model.load_state_dict(state["model"])
+    evaluation = evaluate(
+        built.model,
+        built.source,
+        built.eval_data,
+        batch_size=recipe.eval.batch_size,
+        precision=recipe.train.precision,
+        selection=recipe.eval.selection,
+    )
+    seconds = float(state["seconds"])
+    facts = {
+        "epochs": int(state["epoch"]),
+        "steps": int(state["step"]),
+        "seconds": round(seconds, 3),
+        "images_per_second": round(int(state["images_seen"]) / seconds, 1) if seconds else None,
+        "device": str(device),
+    }
+    summary = write_reports(run_dir, evaluation, facts)
+    print_results(console, evaluation, summary)
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
+    registry = _registry(console)
+    table = Table(title="mihead plugins", title_justify="left")
+    for column in ("kind", "name", "package", "version"):
+        table.add_column(column)
+    if args.verbose:
+        table.add_column("parameters")
+    for entry in sorted(registry.entries(), key=lambda e: (e.kind, e.name)):
+        row = [entry.kind, entry.name, entry.package, entry.version]
+        if args.verbose:
+            lines = []
+            for info in describe(entry.cls.Params):
+                tp = getattr(info.type, "__name__", str(info.type))
+                bounds = f" ({info.bounds_text()})" if info.bounds_text() else ""
+                lines.append(f"{info.name}: {tp} = {info.default!r}{bounds} - {info.help}")
+            row.append("\n".join(lines) or "-")
+        table.add_row(*row)
+    Console().print(table)
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mihead", description="Cluster images without labels by mutual information.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sets = {"action": "append", "default": [], "metavar": "SECTION.KEY=VALUE", "help": "override a recipe value (repeatable)"}
+
+    run = sub.add_parser("run", help="train a recipe and write a run directory")
+    run.add_argument("recipe", nargs="?", help="recipe TOML file")
+    run.add_argument("--set", **sets)
+    run.add_argument("--out", help="run directory to create (default: run.out/NAME-TIMESTAMP)")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="validate a recipe without running it")
+    check.add_argument("recipe")
+    check.add_argument("--set", **sets)
+    check.set_defaults(func=cmd_check)
+
+    ev = sub.add_parser("eval", help="recompute metrics and plots from a run's checkpoint")
+    ev.add_argument("run_dir")
+    ev.add_argument("--split", help="split to evaluate (default: the recipe's eval.split)")
+    ev.set_defaults(func=cmd_eval)
+
+    plugins = sub.add_parser("plugins", help="list registered plugins")
+    plugins.add_argument("--verbose", "-v", action="store_true", help="show each plugin's parameters")
+    plugins.set_defaults(func=cmd_plugins)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        return int(args.func(args, console))
+    except MiheadError as exc:
+        print(f"mihead: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mihead: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The abstract plugin classes and what each takes and gives."""
+
+from mihead.contracts.augmenter import (
+    Augmenter,
+    AugmenterParams,
+    BatchAugmenter,
+    ImageAugmenter,
+    ImageSpec,
+)
+from mihead.contracts.backbone import Backbone, BackboneOutput
+from mihead.contracts.dataset import Dataset, DatasetParams, ImageData
+from mihead.contracts.head import Head, HeadParams
+from mihead.contracts.objective import ModelOutputs, Objective, ObjectiveContext, ObjectiveParams
+from mihead.contracts.params import ParamInfo, Params, describe, param
+from mihead.contracts.plugin import Plugin
+
+KINDS: dict[str, type[Plugin]] = {
+    "backbone": Backbone,
+    "head": Head,
+    "objective": Objective,
+    "augmenter": Augmenter,
+    "dataset": Dataset,
+}
+
+__all__ = [
+    "KINDS",
+    "Augmenter",
+    "AugmenterParams",
+    "Backbone",
+    "BackboneOutput",
+    "BatchAugmenter",
+    "Dataset",
+    "DatasetParams",
+    "Head",
+    "HeadParams",
+    "ImageAugmenter",
+    "ImageData",
+    "ImageSpec",
+    "ModelOutputs",
+    "Objective",
+    "ObjectiveContext",
+    "ObjectiveParams",
+    "ParamInfo",
+    "Params",
+    "Plugin",
+    "describe",
+    "param",
+]

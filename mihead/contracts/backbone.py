@@ -1,0 +1,56 @@
+"""The Backbone contract: images in, the feature maps heads attach to (plus named features)."""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from mihead.contracts.augmenter import ImageSpec
+from mihead.contracts.params import Params
+from mihead.contracts.plugin import Plugin
+
+__all__ = ["Backbone", "BackboneOutput"]
+
+
+@dataclasses.dataclass
+class BackboneOutput:
+    """What one forward pass gives.
+
+    ``attach``: one tensor per attachment point, [N, C_i, H_i, W_i] maps or [N, C_i] vectors,
+    in hierarchy order (simple to complex: DHOG's push compares each head with earlier ones).
+    ``features``: the named features an objective may ask for (e.g. DCCM's "shallow" and
+    "deep"); exactly the names in the class's ``provides``.
+    """
+
+    attach: list[torch.Tensor]
+    features: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+
+
+class Backbone(Plugin, nn.Module, ABC):
+    """A network from float images in [0, 1], [N, C, H, W], to :class:`BackboneOutput`.
+
+    ``provides`` names the extra features it returns, declared on the class so that a recipe
+    whose objective needs a missing one fails at ``mihead check``, before anything is built.
+    """
+
+    kind: ClassVar[str] = "backbone"
+    Params: ClassVar[type[Params]] = Params
+    provides: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, params: Params, image: ImageSpec) -> None:
+        nn.Module.__init__(self)
+        self.params = params
+        self.image = image
+
+    @property
+    @abstractmethod
+    def attach_channels(self) -> list[int]:
+        """Channels C_i of each attachment point, in the order of ``BackboneOutput.attach``."""
+
+    @abstractmethod
+    def forward(self, images: torch.Tensor) -> BackboneOutput:
+        """Features of a batch of images."""

@@ -1,0 +1,77 @@
+"""The Dataset contract: a named source of uint8 images and, when known, their labels."""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+
+from mihead.contracts.params import Params, param
+from mihead.contracts.plugin import Plugin
+
+__all__ = ["Dataset", "DatasetParams", "ImageData"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetParams(Params):
+    """Keys every dataset understands, so any recipe can be pointed elsewhere or shrunk."""
+
+    root: str = param("", "folder holding the data ('' = the dataset's default place)")
+    download: bool = param(False, "download the data when it is absent")
+    verify: bool = param(True, "check checksums (false for a rebuilt copy)")
+    limit: int = param(0, "use only the first N images of each split (0 = all)", ge=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageData:
+    """One split in memory.
+
+    ``images`` is uint8 [N, H, W, C] (C = 1 or 3), kept as uint8 until the last step so that
+    loader workers move bytes, not floats. ``labels`` is int64 [N], or None for unlabelled data
+    (then only label-free metrics are reported). ``classes`` names the label values.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    classes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != np.uint8 or self.images.ndim != 4:
+            raise ValueError(
+                f"images must be uint8 [N, H, W, C], got {self.images.dtype} {self.images.shape}"
+            )
+        if self.labels is not None and len(self.labels) != len(self.images):
+            raise ValueError(f"{len(self.labels)} labels for {len(self.images)} images")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def head(self, n: int) -> ImageData:
+        """The first ``n`` images (all when n is 0 or at least the split's size)."""
+        if n <= 0 or n >= len(self):
+            return self
+        labels = None if self.labels is None else self.labels[:n]
+        return ImageData(self.images[:n], labels, self.classes)
+
+
+class Dataset(Plugin, ABC):
+    """A dataset plugin. ``splits`` lists what :meth:`load` accepts; ``train_split`` and
+    ``eval_split`` are what a recipe gets when it names none."""
+
+    kind: ClassVar[str] = "dataset"
+    Params: ClassVar[type[Params]] = DatasetParams
+    splits: ClassVar[tuple[str, ...]]
+    train_split: ClassVar[str]
+    eval_split: ClassVar[str]
+
+    def __init__(self, params: DatasetParams) -> None:
+        self.params = params
+
+    @abstractmethod
+    def load(self, split: str) -> ImageData:
+        """The images (and labels) of ``split``, one of ``splits``.
+
+        Raise :class:`mihead.errors.DataError` with the expected path when data is absent.
+        """

@@ -1,0 +1,69 @@
+"""The Objective contract: a named loss term computed from every head's probabilities."""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from mihead.contracts.params import Params, param
+from mihead.contracts.plugin import Plugin
+
+__all__ = ["ModelOutputs", "Objective", "ObjectiveContext", "ObjectiveParams"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveParams(Params):
+    """Keys every objective understands."""
+
+    weight: float = param(1.0, "factor of this term in the minimised sum")
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveContext:
+    """The model's shape, known when objectives are built."""
+
+    heads: int
+    views: int
+    clusters: int
+    overclusters: int
+    feature_channels: dict[str, int]
+
+
+@dataclasses.dataclass
+class ModelOutputs:
+    """One step's outputs.
+
+    ``probs``: main heads, float32 [H, V, B, K] (head h in hierarchy order, view v, sample b).
+    ``over_probs``: overclustering heads [H, V, B, K'] or None when the model has none.
+    ``features``: named backbone features, each [V, B, ...].
+    """
+
+    probs: torch.Tensor
+    over_probs: torch.Tensor | None
+    features: dict[str, torch.Tensor]
+
+
+class Objective(Plugin, nn.Module, ABC):
+    """A loss term to minimise (e.g. minus a mutual information).
+
+    ``requires`` names the backbone features the term reads from ``ModelOutputs.features``.
+    An objective is an ``nn.Module``: parameters it owns (e.g. a discriminator) are trained
+    with the model, and it can be used as an ordinary loss outside mihead's engine.
+    """
+
+    kind: ClassVar[str] = "objective"
+    Params: ClassVar[type[Params]] = ObjectiveParams
+    requires: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, params: ObjectiveParams, context: ObjectiveContext) -> None:
+        nn.Module.__init__(self)
+        self.params = params
+        self.context = context
+
+    @abstractmethod
+    def forward(self, outputs: ModelOutputs) -> torch.Tensor:
+        """The term's scalar value (before the recipe's weight)."""

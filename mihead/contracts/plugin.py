@@ -1,0 +1,23 @@
+"""What every plugin class shares: a registry name, a kind and its declared parameters."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from mihead.contracts.params import Params
+
+__all__ = ["Plugin"]
+
+
+class Plugin:
+    """Mixin for plugin classes.
+
+    ``name`` is the key a recipe uses (``name = "iic"``) and must be unique within its kind;
+    ``Params`` is the frozen dataclass of the parameters a recipe section may set. The
+    instance keeps the validated parameters as ``self.params``.
+    """
+
+    kind: ClassVar[str]
+    name: ClassVar[str]
+    Params: ClassVar[type[Params]] = Params
+    params: Params

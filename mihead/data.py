@@ -1,0 +1,194 @@
+"""Batches of views for training and evaluation, on CPU workers or on the device.
+
+Randomness is keyed, not streamed: the views of image ``i`` in epoch ``e`` come from a
+generator seeded with ``(seed, e, i)`` and the batch order of epoch ``e`` from ``(seed, e)``.
+So no two workers repeat the same augmentations, a seeded run gives the same batches whatever
+the number of workers, and a resumed run continues exactly where its checkpoint left off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from mihead.contracts import Augmenter, BatchAugmenter, ImageAugmenter
+from mihead.errors import DataError
+
+__all__ = ["ViewSource", "make_view_source"]
+
+EVAL_EPOCH = 2**31 - 1  # the key of the fixed random views used for nmi_zz at evaluation
+
+
+def _seed_words(*keys: int) -> list[int]:
+    return [k % 2**32 for k in keys]
+
+
+def _derive_seed(*keys: int) -> int:
+    """A 63-bit seed mixed from integer keys, the same in every process."""
+    return int(np.random.SeedSequence(_seed_words(*keys)).generate_state(1, np.uint64)[0] >> 1)
+
+
+class _KeyedViews(torch.utils.data.Dataset):
+    """Item ``(epoch, index)`` = the augmenter's views of image ``index`` for that epoch."""
+
+    def __init__(self, images: np.ndarray, augmenter: ImageAugmenter, seed: int) -> None:
+        self.images = images
+        self.augmenter = augmenter
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, key: tuple[int, int]) -> np.ndarray:
+        epoch, index = key
+        rng = np.random.default_rng(_seed_words(self.seed, epoch, index))
+        return self.augmenter.views(self.images[index], rng)
+
+
+class _EvalViews(torch.utils.data.Dataset):
+    """Item ``i`` = (evaluation view, two fixed random views) of image ``i``."""
+
+    def __init__(self, images: np.ndarray, augmenter: ImageAugmenter, seed: int) -> None:
+        self.views = _KeyedViews(images, augmenter, seed)
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        image = self.views.images[index]
+        pair = self.views[(EVAL_EPOCH, index)][:2]
+        return self.views.augmenter.eval_view(image), pair
+
+
+class _EpochOrder(Sampler[tuple[int, int]]):
+    """A fresh permutation each epoch, seeded by (seed, epoch), yielding (epoch, index)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.seed = seed
+        self.epoch = 0
+        self.start = 0
+
+    def __len__(self) -> int:
+        return self.n - self.start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = _permutation(self.n, self.seed, self.epoch)[self.start :]
+        return iter([(self.epoch, int(i)) for i in order])
+
+
+def _permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(_derive_seed(seed, epoch))
+    return torch.randperm(n, generator=g)
+
+
+def _to_float_views(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 [B, V, H, W, C] from the loader to float [V, B, C, H, W] in [0, 1] on device."""
+    batch = batch.to(device, non_blocking=True)
+    return batch.permute(1, 0, 4, 2, 3).float().div_(255)
+
+
+def _hwc_to_chw(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).contiguous()
+
+
+class ViewSource:
+    """Training batches of views and evaluation batches, whichever way they are made."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        augmenter: Augmenter,
+        *,
+        on_device: bool,
+        batch_size: int,
+        num_workers: int,
+        seed: int,
+        device: torch.device,
+    ) -> None:
+        if len(images) < batch_size:
+            raise DataError(
+                f"the training split has {len(images)} images, fewer than train.batch_size = "
+                f"{batch_size}; lower train.batch_size"
+            )
+        self.images = images
+        self.augmenter = augmenter
+        self.on_device = on_device
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.device = device
+        self.steps_per_epoch = len(images) // batch_size
+        if on_device:
+            self._device_images = _hwc_to_chw(images, device)
+        else:
+            assert isinstance(augmenter, ImageAugmenter)
+            self._order = _EpochOrder(len(images), seed)
+            self._loader = self._make_loader(
+                _KeyedViews(images, augmenter, seed), batch_size, sampler=self._order, drop_last=True
+            )
+
+    def _make_loader(self, dataset: torch.utils.data.Dataset, batch_size: int, **kwargs: object) -> DataLoader:
+        workers = self.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0 and kwargs.get("drop_last", False) is True,
+            prefetch_factor=4 if workers > 0 else None,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def _device_generator(self, epoch: int, step: int) -> torch.Generator:
+        """The generator of one step's augmentations, keyed so a resumed run repeats them."""
+        return torch.Generator(device=self.device).manual_seed(_derive_seed(self.seed, epoch, step))
+
+    def train_batches(self, epoch: int, skip: int = 0) -> Iterator[torch.Tensor]:
+        """The views of epoch ``epoch``: float [V, B, C, H, W] on the device, one per step,
+        after the first ``skip`` steps (done before a resumed checkpoint)."""
+        if self.on_device:
+            assert isinstance(self.augmenter, BatchAugmenter)
+            order = _permutation(len(self.images), self.seed, epoch).to(self.device)
+            for s in range(skip, self.steps_per_epoch):
+                idx = order[s * self.batch_size : (s + 1) * self.batch_size]
+                yield self.augmenter.batch_views(self._device_images[idx], self._device_generator(epoch, s))
+        else:
+            self._order.epoch = epoch
+            self._order.start = skip * self.batch_size
+            for batch in self._loader:
+                yield _to_float_views(batch, self.device)
+
+    def eval_batches(
+        self, images: np.ndarray, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """For each batch of ``images``: the evaluation views float [B, C, H, W] and two fixed
+        random views float [2, B, C, H, W], on the device, in order."""
+        if self.on_device:
+            assert isinstance(self.augmenter, BatchAugmenter)
+            for start in range(0, len(images), batch_size):
+                chunk = _hwc_to_chw(images[start : start + batch_size], self.device)
+                pair = self.augmenter.batch_views(chunk, self._device_generator(EVAL_EPOCH, start))[:2]
+                yield self.augmenter.eval_batch(chunk), pair
+        else:
+            assert isinstance(self.augmenter, ImageAugmenter)
+            loader = self._make_loader(_EvalViews(images, self.augmenter, self.seed), batch_size, shuffle=False)
+            for single, pair in loader:
+                single = single.to(self.device).permute(0, 3, 1, 2).float().div_(255)
+                yield single, _to_float_views(pair, self.device)
+
+
+def make_view_source(
+    images: np.ndarray,
+    augmenter: Augmenter,
+    where: str,
+    **kwargs: object,
+) -> ViewSource:
+    """A :class:`ViewSource` augmenting on loader workers or on the device as ``where`` says
+    (``auto``: workers when the augmenter can, else the device)."""
+    on_device = where == "device" or (where == "auto" and not isinstance(augmenter, ImageAugmenter))
+    return ViewSource(images, augmenter, on_device=on_device, **kwargs)  # type: ignore[arg-type]
+

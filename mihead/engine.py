@@ -1,0 +1,274 @@
+"""The training loop: steps, schedule, logs, checkpoints, resume, evaluation and reports."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from mihead.build import Built, build
+from mihead.checkpoint import save_checkpoint
+from mihead.contracts import ModelOutputs
+from mihead.device import autocast, resolve_device
+from mihead.errors import MiheadError
+from mihead.evaluate import Evaluation, evaluate
+from mihead.optim import learning_rate, make_optimizer
+from mihead.plots import plot_confusion, plot_heads
+from mihead.recipe import Recipe
+from mihead.report import print_results
+
+__all__ = ["Interrupted", "NumericalError", "Trainer", "write_reports"]
+
+
+class NumericalError(MiheadError):
+    """A loss term became NaN or infinite; the last good checkpoint is kept."""
+
+    exit_code = 1
+
+
+class Interrupted(MiheadError):
+    """SIGINT or SIGTERM stopped the run after a checkpoint was written."""
+
+    exit_code = 130
+
+
+@contextmanager
+def _stop_requests() -> Iterator[list[int]]:
+    """Collects SIGINT/SIGTERM during training so the loop can stop at a step boundary."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def write_reports(run_dir: Path, evaluation: Evaluation, extra: dict[str, Any]) -> dict[str, Any]:
+    """summary.json, heads.png and confusion.png (the latter only with labels)."""
+    summary = {**evaluation.summary(), **extra}
+    tmp = run_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.replace(run_dir / "summary.json")
+    plot_heads(evaluation, run_dir / "heads.png")
+    if evaluation.confusion is not None:
+        plot_confusion(evaluation, run_dir / "confusion.png")
+    return summary
+
+
+class Trainer:
+    """Trains one recipe in one run directory, from scratch or from a checkpoint."""
+
+    def __init__(self, recipe: Recipe, run_dir: Path, console: Console | None = None) -> None:
+        self.recipe = recipe
+        self.run_dir = run_dir
+        self.console = console or Console(stderr=True)
+        self.device = resolve_device(recipe.train.device)
+        self.built: Built = build(recipe, self.device)
+        model = self.built.model
+        if self.device.type == "cuda" and recipe.train.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(model) if recipe.train.compile else model
+        params = list(model.parameters()) + [p for _, _, o in self.built.objectives for p in o.parameters()]
+        self.optimizer = make_optimizer(params, recipe.train)
+        spe = self.built.source.steps_per_epoch
+        planned = recipe.train.epochs * spe
+        self.total_steps = min(planned, recipe.train.max_steps) if recipe.train.max_steps else planned
+        self.epoch = 0
+        self.step = 0
+        self.step_in_epoch = 0
+        self.seconds = 0.0
+        self.images_seen = 0
+
+    # --- state -----------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: weights, optimiser, counters, RNG states."""
+        return {
+            "model": self.built.model.state_dict(),
+            "objectives": {n: o.state_dict() for n, _, o in self.built.objectives},
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "step_in_epoch": self.step_in_epoch,
+            "seconds": self.seconds,
+            "images_seen": self.images_seen,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "recipe": self.recipe.to_toml(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.built.model.load_state_dict(state["model"])
+        for n, _, o in self.built.objectives:
+            o.load_state_dict(state["objectives"][n])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = int(state["epoch"])
+        self.step = int(state["step"])
+        self.step_in_epoch = int(state["step_in_epoch"])
+        self.seconds = float(state["seconds"])
+        self.images_seen = int(state["images_seen"])
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self._truncate_log()
+
+    def _truncate_log(self) -> None:
+        """Drop metrics.jsonl lines of epochs after the checkpoint (written before a kill)."""
+        log = self.run_dir / "metrics.jsonl"
+        if not log.exists():
+            return
+        kept = [line for line in log.read_text().splitlines() if line and json.loads(line)["epoch"] <= self.epoch]
+        log.write_text("".join(line + "\n" for line in kept))
+
+    def checkpoint(self) -> None:
+        save_checkpoint(self.run_dir, self.state())
+
+    # --- training --------------------------------------------------------------------------
+    def _losses(self, outputs: ModelOutputs) -> dict[str, torch.Tensor]:
+        return {name: objective(outputs) for name, _, objective in self.built.objectives}
+
+    def _train_step(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
+        lr = learning_rate(self.step, self.total_steps, self.recipe.train)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.device.type == "cuda" and self.recipe.train.channels_last:
+            views = views.contiguous(memory_format=torch.channels_last) if views.ndim == 4 else views
+        with autocast(self.device, self.recipe.train.precision):
+            terms = self._losses(self.forward(views))
+        loss = sum(weight * terms[name] for name, weight, _ in self.built.objectives)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[union-attr]
+        self.optimizer.step()
+        return {name: t.detach() for name, t in terms.items()}
+
+    def _check_finite(self, first_bad: dict[str, torch.Tensor]) -> None:
+        for name, bad in first_bad.items():
+            step = int(bad)
+            if step >= 0:
+                raise NumericalError(
+                    f"loss term {name!r} became non-finite at step {step + 1}; the run stopped and "
+                    f"its last good checkpoint in {self.run_dir} was kept"
+                )
+
+    def _evaluate(self) -> Evaluation:
+        b = self.built
+        return evaluate(
+            b.model,
+            b.source,
+            b.eval_data,
+            batch_size=self.recipe.eval.batch_size,
+            precision=self.recipe.train.precision,
+            selection=self.recipe.eval.selection,
+        )
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def fit(self) -> dict[str, Any]:
+        """Train until ``total_steps``, then evaluate and write the reports; returns the summary."""
+        recipe = self.recipe
+        source = self.built.source
+        batch = recipe.train.batch_size
+        names = [n for n, _, _ in self.built.objectives]
+        columns = [
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+        ]
+        self.built.model.train()
+        record: dict[str, Any] = {"epoch": self.epoch, "step": self.step}
+        with _stop_requests() as stops, Progress(*columns, console=self.console, transient=False) as progress:
+            task = progress.add_task("train", total=self.total_steps, completed=self.step, epoch=self.epoch + 1, status="")
+            while self.step < self.total_steps:
+                sums = {n: torch.zeros((), device=self.device) for n in names}
+                first_bad = {n: torch.full((), -1, device=self.device, dtype=torch.long) for n in names}
+                epoch_steps, epoch_start = 0, time.perf_counter()
+                last_sync = epoch_start
+                batches = source.train_batches(self.epoch, skip=self.step_in_epoch)
+                for views in batches:
+                    terms = self._train_step(views)
+                    for n, t in terms.items():
+                        sums[n] += t
+                        bad = ~torch.isfinite(t) & (first_bad[n] < 0)
+                        first_bad[n] = torch.where(bad, torch.tensor(self.step, device=self.device), first_bad[n])
+                    self.step += 1
+                    self.step_in_epoch += 1
+                    epoch_steps += 1
+                    now = time.perf_counter()
+                    if now - last_sync > 0.5 or self.step == self.total_steps:
+                        self._check_finite(first_bad)
+                        rate = epoch_steps * batch / (now - epoch_start)
+                        loss = sum(float(sums[n]) for n in names) / epoch_steps
+                        status = f"loss {loss:.4f} | {rate:,.0f} img/s"
+                        progress.update(task, completed=self.step, status=status)
+                        last_sync = now
+                    else:
+                        progress.update(task, completed=self.step)
+                    if stops or self.step == self.total_steps:
+                        break
+                elapsed = time.perf_counter() - epoch_start
+                self.seconds += elapsed
+                self.images_seen += epoch_steps * batch
+                self._check_finite(first_bad)
+                if stops:
+                    self.checkpoint()
+                    raise Interrupted(
+                        f"stopped by signal {stops[0]} at step {self.step}; checkpoint written; "
+                        f"continue with: mihead run --resume {self.run_dir}"
+                    )
+                finished = self.step_in_epoch == source.steps_per_epoch or self.step == self.total_steps
+                if not finished:  # the epoch generator ran dry early: cannot happen with drop_last
+                    raise RuntimeError("epoch ended before its planned steps")
+                self.epoch += 1
+                self.step_in_epoch = 0
+                done = self.step == self.total_steps
+                record = {
+                    "epoch": self.epoch,
+                    "step": self.step,
+                    "lr": learning_rate(self.step - 1, self.total_steps, recipe.train),
+                    "losses": {n: float(sums[n]) / max(epoch_steps, 1) for n in names},
+                    "images_per_second": epoch_steps * batch / max(elapsed, 1e-9),
+                    "seconds": self.seconds,
+                }
+                every = recipe.eval.every
+                if not done and every and self.epoch % every == 0:
+                    record["eval"] = self._evaluate().epoch_metrics()
+                if done or self.epoch % recipe.train.checkpoint_every == 0:
+                    self.checkpoint()
+                if not done:
+                    self._log(record)
+                if not done:
+                    progress.update(task, epoch=self.epoch + 1)
+        evaluation = self._evaluate()
+        record["eval"] = evaluation.epoch_metrics()
+        self._log(record)
+        summary = write_reports(self.run_dir, evaluation, self.run_facts())
+        print_results(self.console, evaluation, summary)
+        return summary
+
+    def run_facts(self) -> dict[str, Any]:
+        """The training part of summary.json."""
+        return {
+            "epochs": self.epoch,
+            "steps": self.step,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_seen / self.seconds, 1) if self.seconds else math.nan,
+            "device": str(self.device),
+        }

@@ -1,0 +1,74 @@
+"""Clustering metrics: accuracy under the best cluster-to-class matching, NMI, ARI, and the
+choice of the reported head.
+
+Labels enter here only, after training, to score assignments; they never reach training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+__all__ = ["HeadResult", "best_matching", "confusion", "head_result", "hungarian_accuracy", "select_head"]
+
+
+def confusion(labels: np.ndarray, assign: np.ndarray, classes: int, clusters: int) -> np.ndarray:
+    """Counts [classes, clusters]: how many samples of each class went to each cluster."""
+    table = np.zeros((classes, clusters), dtype=np.int64)
+    np.add.at(table, (labels, assign), 1)
+    return table
+
+
+def best_matching(labels: np.ndarray, assign: np.ndarray) -> dict[int, int]:
+    """The one-to-one cluster -> class map that maximises agreement (Hungarian algorithm)."""
+    classes = int(labels.max()) + 1
+    clusters = int(assign.max()) + 1
+    table = confusion(labels, assign, classes, clusters)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return {int(c): int(r) for r, c in zip(rows, cols)}
+
+
+def hungarian_accuracy(labels: np.ndarray, assign: np.ndarray) -> float:
+    """Fraction of samples whose cluster maps to their class under :func:`best_matching`."""
+    mapping = best_matching(labels, assign)
+    mapped = np.array([mapping.get(int(a), -1) for a in range(int(assign.max()) + 1)])
+    return float(np.mean(mapped[assign] == labels))
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadResult:
+    """One head's scores; acc, nmi and ari are None for unlabelled data."""
+
+    index: int
+    acc: float | None
+    nmi: float | None
+    ari: float | None
+    nmi_zz: float
+
+
+def head_result(
+    index: int, assign: np.ndarray, assign_a: np.ndarray, assign_b: np.ndarray, labels: np.ndarray | None
+) -> HeadResult:
+    """Scores of one head: its assignments against the labels, and ``nmi_zz``, the NMI
+    between its assignments of two random augmentations of the same images."""
+    zz = float(normalized_mutual_info_score(assign_a, assign_b))
+    if labels is None:
+        return HeadResult(index, None, None, None, zz)
+    return HeadResult(
+        index,
+        hungarian_accuracy(labels, assign),
+        float(normalized_mutual_info_score(labels, assign)),
+        float(adjusted_rand_score(labels, assign)),
+        zz,
+    )
+
+
+def select_head(results: list[HeadResult], selection: str) -> int:
+    """Index of the reported head: highest ``nmi_zz`` (unsupervised), or highest accuracy
+    (``best``, posthoc by labels; falls back to nmi_zz without labels)."""
+    if selection == "best" and results[0].acc is not None:
+        return max(results, key=lambda r: r.acc or 0.0).index
+    return max(results, key=lambda r: r.nmi_zz).index

@@ -1,0 +1,48 @@
+"""The multi-head model: a backbone with heads on its attachment points."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mihead.contracts import Backbone, Head, ModelOutputs
+
+__all__ = ["MultiHeadModel"]
+
+
+class MultiHeadModel(nn.Module):
+    """Backbone plus main heads (and optional overclustering heads), in hierarchy order.
+
+    Head ``i`` sits on attachment point ``i // per_attachment``; with overclustering, head
+    ``i``'s twin ``over_heads[i]`` sits on the same point.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        heads: list[Head],
+        over_heads: list[Head],
+        per_attachment: int,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.heads = nn.ModuleList(heads)
+        self.over_heads = nn.ModuleList(over_heads)
+        self.per_attachment = per_attachment
+
+    @property
+    def num_heads(self) -> int:
+        return len(self.heads)
+
+    def forward(self, views: torch.Tensor) -> ModelOutputs:
+        """Outputs for views [V, B, C, H, W]; every head sees every view."""
+        v, b = views.shape[:2]
+        out = self.backbone(views.flatten(0, 1))
+
+        def run(heads: nn.ModuleList) -> torch.Tensor:
+            probs = [h(out.attach[i // self.per_attachment]) for i, h in enumerate(heads)]
+            return torch.stack(probs).unflatten(1, (v, b)).float()
+
+        features = {k: f.unflatten(0, (v, b)) for k, f in out.features.items()}
+        over = run(self.over_heads) if len(self.over_heads) else None
+        return ModelOutputs(probs=run(self.heads), over_probs=over, features=features)

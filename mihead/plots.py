@@ -1,0 +1,60 @@
+"""heads.png (per-head scores) and confusion.png (the reported head's confusion matrix)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.optimize import linear_sum_assignment  # noqa: E402
+
+from mihead.evaluate import Evaluation  # noqa: E402
+
+__all__ = ["plot_confusion", "plot_heads"]
+
+
+def plot_heads(evaluation: Evaluation, path: Path) -> None:
+    """Accuracy (when labelled) and NMI(z, z') of each head, the reported head marked."""
+    heads = evaluation.heads
+    x = np.arange(len(heads))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(heads) + 2), 3.2), dpi=120)
+    width = 0.4
+    if heads[0].acc is not None:
+        ax.bar(x - width / 2, [h.acc for h in heads], width, label="accuracy")
+        ax.bar(x + width / 2, [h.nmi_zz for h in heads], width, label="NMI(z, z')")
+    else:
+        ax.bar(x, [h.nmi_zz for h in heads], width, label="NMI(z, z')")
+    ax.axvline(evaluation.selected, color="k", ls=":", lw=1, label=f"reported ({evaluation.selection})")
+    ax.set_xticks(x)
+    ax.set_xlabel("head")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("Per-head results")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_confusion(evaluation: Evaluation, path: Path) -> None:
+    """Row-normalised confusion of the reported head, clusters ordered by their matched class."""
+    assert evaluation.confusion is not None
+    table = evaluation.confusion
+    _, cols = linear_sum_assignment(table, maximize=True)
+    order = list(cols) + [c for c in range(table.shape[1]) if c not in set(cols)]
+    table = table[:, order]
+    norm = table / np.maximum(table.sum(1, keepdims=True), 1)
+    n = table.shape[0]
+    fig, ax = plt.subplots(figsize=(0.45 * table.shape[1] + 2.5, 0.45 * n + 2), dpi=120)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    names = list(evaluation.classes) if len(evaluation.classes) == n else [str(i) for i in range(n)]
+    ax.set_yticks(range(n), names, fontsize=7)
+    ax.set_xticks(range(table.shape[1]), [str(c) for c in order], fontsize=7)
+    ax.set_xlabel("cluster (ordered by matched class)")
+    ax.set_ylabel("class")
+    ax.set_title(f"Head {evaluation.selected} ({evaluation.selection})")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

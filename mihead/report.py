@@ -1,0 +1,37 @@
+"""The per-head results table printed at the end of a run and by ``mihead eval``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from mihead.evaluate import Evaluation
+
+__all__ = ["print_results"]
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def print_results(console: Console, evaluation: Evaluation, summary: dict[str, Any]) -> None:
+    """One row per head (ACC, NMI, ARI, NMI(z,z')), the reported head starred."""
+    table = Table(title="Per-head results", title_justify="left")
+    for column in ("head", "ACC", "NMI", "ARI", "NMI(z,z')", ""):
+        table.add_column(column, justify="right" if column else "left")
+    for h in evaluation.heads:
+        marks = []
+        if h.index == evaluation.selected:
+            marks.append(f"* selected ({evaluation.selection})")
+        if h.index == evaluation.best and evaluation.best != evaluation.selected:
+            marks.append("best by labels")
+        table.add_row(str(h.index), _fmt(h.acc), _fmt(h.nmi), _fmt(h.ari), _fmt(h.nmi_zz), ", ".join(marks), style="bold" if h.index == evaluation.selected else None)
+    console.print(table)
+    chosen = evaluation.heads[evaluation.selected]
+    console.print(
+        f"head {evaluation.selected}: ACC {_fmt(chosen.acc)}  NMI {_fmt(chosen.nmi)}  ARI {_fmt(chosen.ari)}"
+        f"  |  {summary.get('steps', '?')} steps in {summary.get('seconds', 0):.1f} s"
+        f" ({summary.get('images_per_second', 0):,.0f} img/s on {summary.get('device', '?')})"
+    )
