@@ -1,0 +1,68 @@
+"""The ``dhog_push`` objective: DHOG's cross-head MI minimisation (eq. 2 and 4).
+
+"DHOG: Deep Hierarchical Object Grouping" (anonymous ICLR 2021 submission),
+section 3.1: "Let z_i, z_j denote the random probability vectors from two heads. We can
+minimise the MI across heads: MI_head(c_i, c_j) = Tr(E[z_i z_j^T]^T log(E[z_i z_j^T]))
+- E[z_i^T] log(E[z_i]) - E[z_j^T] log(E[z_j])" (eq. 2), where "z_i and z_j are each computed
+from the same data augmentation", and section 3.2: "The quantity used to 'push' heads apart
+is Equation 2 normalised per head: MI_push = sum_{i=1}^{k} (sum_{j<i} MI_head(c_i, c_j)) / i"
+(eq. 4), "where each cross-head MI term is scaled by the head index, i". The objective is
+"arg max MI_pull - alpha MI_push" (eq. 5), so this term returns +MI_push, to be minimised
+with weight alpha (0.05 in the paper).
+
+Hierarchy (gradient stopping): "The hierarchical arrangement is induced by only updating
+head-specific weights according to comparisons made with earlier heads. [...] when computing
+the MI between z_{i=6} and those using z_{i!=6}, gradient back-propagation is allowed when
+i < 6 but not when i > 6." So in each pair (i, j < i) the earlier head's probabilities are
+detached: an earlier head is never pushed by a later one, and the first head gets no push
+gradient at all. The later head's gradient flows down its whole path, including the shared
+blocks: "Any branch of the DHOG architecture (input to any z_i) can be regarded as a single
+neural network", and Figure 1 draws the stops (red crosses) on the gradients with respect to
+the other head's z, not on the trunk. See docs/dhog.md.
+
+Joint tables are not symmetrised: unlike two views of one head, (c_i, c_j) are two different
+variables, and (P + P^T)/2 would mix their marginals. MI(P) = MI(P^T), so the order of the
+pair does not change the value. Only the main heads are pushed: "We repeat each head with an
+overclustering head that does not play a part in the cross-head MI minimisation."
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mihead import hookimpl
+from mihead.contracts import ModelOutputs, Objective, ObjectiveParams
+from mihead.mi import joint_table, mutual_information
+
+
+def cross_head_mi(probs: torch.Tensor) -> torch.Tensor:
+    """MI between every head i and every earlier head j < i on the same view, the earlier
+    head detached, for probs [H, V, B, K] -> [H, H, V] (zero on and above the diagonal)."""
+    heads = probs.shape[0]
+    later, earlier = torch.tril_indices(heads, heads, offset=-1, device=probs.device)
+    mi = mutual_information(joint_table(probs[later], probs[earlier].detach()))  # [P, V]
+    table = mi.new_zeros(heads, heads, mi.shape[-1])
+    return table.index_put((later, earlier), mi)
+
+
+def push(probs: torch.Tensor) -> torch.Tensor:
+    """MI_push of eq. 4 for probs [H, V, B, K], averaged over views: head i (from 1) sums
+    its MI with heads 1..i-1, divided by i."""
+    mi = cross_head_mi(probs)  # [H, H, V]
+    index = torch.arange(1, probs.shape[0] + 1, device=probs.device, dtype=mi.dtype)
+    return (mi.sum(1) / index[:, None]).sum(0).mean()
+
+
+class DHOGPush(Objective):
+    """+MI_push over the main heads in hierarchy order (minimised: pushes heads apart)."""
+
+    name = "dhog_push"
+    Params = ObjectiveParams
+
+    def forward(self, outputs: ModelOutputs) -> torch.Tensor:
+        return push(outputs.probs)
+
+
+@hookimpl
+def register_objectives() -> list[type[Objective]]:
+    return [DHOGPush]

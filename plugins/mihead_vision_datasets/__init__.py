@@ -1,0 +1,21 @@
+"""Vision datasets for the DHOG and IIC benchmarks, and a folder of one's own images.
+
+``cifar10``, ``cifar100_20``, ``svhn`` and ``stl10`` load through torchvision's classes (which
+download when ``data.download = true``; ``data.verify = false`` skips their md5 check for a
+rebuilt copy); ``cinic10`` and ``image_folder`` read image folders. Images are uint8
+[N, H, W, 3].
+"""
+
+from __future__ import annotations
+
+from mihead import hookimpl
+from mihead.contracts import Dataset
+from mihead_vision_datasets.cifar import CIFAR10Dataset, CIFAR100_20
+from mihead_vision_datasets.folders import CINIC10Dataset, ImageFolderDataset
+from mihead_vision_datasets.stl10 import STL10Dataset
+from mihead_vision_datasets.svhn import SVHNDataset
+
+
+@hookimpl
+def register_datasets() -> list[type[Dataset]]:
+    return [CIFAR10Dataset, CIFAR100_20, SVHNDataset, STL10Dataset, CINIC10Dataset, ImageFolderDataset]

@@ -1,0 +1,35 @@
+"""Fixtures shared by several test packages."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+SHARED_CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
+CACHE = Path(__file__).resolve().parents[1] / "data"  # git-ignored
+
+
+@pytest.fixture(scope="session")
+def cifar10_root() -> Path:
+    """A folder holding ``cifar-10-batches-py/`` rebuilt from the shared JPEG pack (md5 sums
+    differ from the originals: load it with ``data.verify = false``). Built once, about 6 s,
+    into the git-ignored data/ folder; skipped where the pack is absent."""
+    root = CACHE / "cifar10-shared"
+    if (root / "cifar-10-batches-py" / "test_batch").exists():
+        return root
+    if not (SHARED_CIFAR10 / "build.py").exists():
+        pytest.skip(f"shared CIFAR-10 pack not found at {SHARED_CIFAR10}")
+    CACHE.mkdir(exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=CACHE))
+    subprocess.run([sys.executable, str(SHARED_CIFAR10 / "build.py"), str(tmp)], check=True, capture_output=True)
+    try:
+        os.replace(tmp, root)  # atomic: a concurrent build may have won the race
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
