@@ -68,6 +68,7 @@ def build(recipe: Recipe, device: torch.device) -> Built:
         train_data.images,
         augmenter,
         recipe.augment.core.where,  # type: ignore[attr-defined]
+        original_view=recipe.augment.core.original_view,  # type: ignore[attr-defined]
         batch_size=recipe.train.batch_size,
         num_workers=recipe.train.num_workers,
         seed=recipe.run.seed,

@@ -4,6 +4,13 @@ Randomness is keyed, not streamed: the views of image ``i`` in epoch ``e`` come 
 generator seeded with ``(seed, e, i)`` and the batch order of epoch ``e`` from ``(seed, e)``.
 So no two workers repeat the same augmentations, a seeded run gives the same batches whatever
 the number of workers, and a resumed run continues exactly where its checkpoint left off.
+
+With ``original_view`` (the recipe key ``augment.original_view``), view 0 of every training
+batch is the augmenter's deterministic evaluation view, the untransformed image, and views
+1..V-1 stay random, on both paths (``ImageAugmenter.eval_view`` in the workers,
+``BatchAugmenter.eval_batch`` on the device). Objectives that let the original image supervise
+its transformations (DCCM's local robustness) read it as view 0. The random views are drawn
+exactly as without the option, so only view 0 changes; evaluation batches are unaffected.
 """
 
 from __future__ import annotations
@@ -32,12 +39,16 @@ def _derive_seed(*keys: int) -> int:
 
 
 class _KeyedViews(torch.utils.data.Dataset):
-    """Item ``(epoch, index)`` = the augmenter's views of image ``index`` for that epoch."""
+    """Item ``(epoch, index)`` = the augmenter's views of image ``index`` for that epoch
+    (view 0 replaced by the evaluation view when ``original_view``)."""
 
-    def __init__(self, images: np.ndarray, augmenter: ImageAugmenter, seed: int) -> None:
+    def __init__(
+        self, images: np.ndarray, augmenter: ImageAugmenter, seed: int, original_view: bool = False
+    ) -> None:
         self.images = images
         self.augmenter = augmenter
         self.seed = seed
+        self.original_view = original_view
 
     def __len__(self) -> int:
         return len(self.images)
@@ -45,7 +56,10 @@ class _KeyedViews(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, int]) -> np.ndarray:
         epoch, index = key
         rng = np.random.default_rng(_seed_words(self.seed, epoch, index))
-        return self.augmenter.views(self.images[index], rng)
+        views = self.augmenter.views(self.images[index], rng)
+        if self.original_view:
+            views = np.concatenate([self.augmenter.eval_view(self.images[index])[None], views[1:]])
+        return views
 
 
 class _EvalViews(torch.utils.data.Dataset):
@@ -108,6 +122,7 @@ class ViewSource:
         num_workers: int,
         seed: int,
         device: torch.device,
+        original_view: bool = False,
     ) -> None:
         if len(images) < batch_size:
             raise DataError(
@@ -121,6 +136,7 @@ class ViewSource:
         self.num_workers = num_workers
         self.seed = seed
         self.device = device
+        self.original_view = original_view
         self.steps_per_epoch = len(images) // batch_size
         if on_device:
             self._device_images = _hwc_to_chw(images, device)
@@ -128,7 +144,10 @@ class ViewSource:
             assert isinstance(augmenter, ImageAugmenter)
             self._order = _EpochOrder(len(images), seed)
             self._loader = self._make_loader(
-                _KeyedViews(images, augmenter, seed), batch_size, sampler=self._order, drop_last=True
+                _KeyedViews(images, augmenter, seed, original_view),
+                batch_size,
+                sampler=self._order,
+                drop_last=True,
             )
 
     def _make_loader(self, dataset: torch.utils.data.Dataset, batch_size: int, **kwargs: object) -> DataLoader:
@@ -155,7 +174,11 @@ class ViewSource:
             order = _permutation(len(self.images), self.seed, epoch).to(self.device)
             for s in range(skip, self.steps_per_epoch):
                 idx = order[s * self.batch_size : (s + 1) * self.batch_size]
-                yield self.augmenter.batch_views(self._device_images[idx], self._device_generator(epoch, s))
+                chunk = self._device_images[idx]
+                views = self.augmenter.batch_views(chunk, self._device_generator(epoch, s))
+                if self.original_view:
+                    views = torch.cat([self.augmenter.eval_batch(chunk)[None], views[1:]])
+                yield views
         else:
             self._order.epoch = epoch
             self._order.start = skip * self.batch_size

@@ -104,6 +104,12 @@ class AugmentCore(Params):
         "auto = workers when the augmenter can, else device",
         choices=("auto", "workers", "device"),
     )
+    original_view: bool = param(
+        False,
+        "make view 0 of each training batch the augmenter's deterministic evaluation view (the "
+        "untransformed image) instead of a random one, for objectives that let the original "
+        "image supervise its transformed views (e.g. DCCM's local robustness)",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
