@@ -1,0 +1,94 @@
+"""mihead.data: keyed seeding of views, whatever the number of loader workers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mihead.contracts import AugmenterParams, BatchAugmenter, ImageAugmenter, ImageSpec
+from mihead.data import make_view_source
+
+
+class NoiseViews(ImageAugmenter):
+    """Views = image + a random offset per pixel, every draw from ``rng``."""
+
+    name = "noise_views"
+
+    def views(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        noise = rng.integers(0, 50, (self.num_views, *image.shape))
+        return (image[None].astype(int) + noise).clip(0, 255).astype(np.uint8)
+
+    def eval_view(self, image: np.ndarray) -> np.ndarray:
+        return image
+
+
+class NoiseBatch(BatchAugmenter):
+    name = "noise_batch"
+
+    def batch_views(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        x = images.float().div(255)[None].repeat(self.num_views, 1, 1, 1, 1)
+        return (x + 0.1 * torch.rand(x.shape, generator=generator, device=x.device)).clamp(0, 1)
+
+    def eval_batch(self, images: torch.Tensor) -> torch.Tensor:
+        return images.float().div(255)
+
+
+IMAGES = np.full((24, 4, 4, 3), 100, np.uint8)  # identical images: any difference is the augmenter's
+
+
+def source(num_workers: int = 0, seed: int = 0, on_device: bool = False, views: int = 3):
+    cls = NoiseBatch if on_device else NoiseViews
+    aug = cls(AugmenterParams(views=views), ImageSpec(3, 4))
+    where = "device" if on_device else "workers"
+    return make_view_source(IMAGES, aug, where, batch_size=8, num_workers=num_workers, seed=seed,
+                            device=torch.device("cpu"))  # fmt: skip
+
+
+def epoch(src, e: int, skip: int = 0) -> list[torch.Tensor]:
+    return list(src.train_batches(e, skip))
+
+
+def test_batches_do_not_depend_on_the_number_of_workers() -> None:
+    serial = epoch(source(num_workers=0), 0) + epoch(source(num_workers=0), 1)
+    parallel_src = source(num_workers=2)
+    parallel = epoch(parallel_src, 0) + epoch(parallel_src, 1)
+    assert len(serial) == len(parallel) == 6
+    assert serial[0].shape == (3, 8, 3, 4, 4) and serial[0].dtype == torch.float32
+    assert all(torch.equal(a, b) for a, b in zip(serial, parallel))
+
+
+def test_epochs_items_and_views_differ_and_seeds_reproduce() -> None:
+    src = source()
+    first, second = torch.cat(epoch(src, 0), 1), torch.cat(epoch(src, 1), 1)
+    assert not torch.equal(first, second)
+    flat = first.flatten(2)  # [V, all images, pixels]: identical images get different views
+    assert all(not torch.equal(flat[0, i], flat[0, j]) for i in range(24) for j in range(i))
+    assert all(not torch.equal(flat[v], flat[w]) for v in range(3) for w in range(v))
+    assert torch.equal(first, torch.cat(epoch(source(), 0), 1))
+    assert not torch.equal(first, torch.cat(epoch(source(seed=1), 0), 1))
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_skipping_steps_resumes_the_same_batches(on_device: bool) -> None:
+    full = epoch(source(on_device=on_device), 2)
+    resumed = epoch(source(on_device=on_device), 2, skip=1)
+    assert len(resumed) == len(full) - 1
+    assert all(torch.equal(a, b) for a, b in zip(full[1:], resumed))
+
+
+def test_device_path_is_keyed_by_epoch_and_step() -> None:
+    src = source(on_device=True)
+    a, b = epoch(src, 0), epoch(src, 1)
+    assert a[0].shape == (3, 8, 3, 4, 4)
+    assert all(torch.equal(x, y) for x, y in zip(a, epoch(source(on_device=True), 0)))
+    assert not torch.equal(a[0], b[0]) and not torch.equal(a[0], a[1])
+
+
+def test_eval_batches_are_fixed() -> None:
+    src = source()
+    (single, pair), *_ = src.eval_batches(IMAGES, 8)
+    assert single.shape == (8, 3, 4, 4) and pair.shape == (2, 8, 3, 4, 4)
+    assert torch.allclose(single, torch.full_like(single, 100 / 255))
+    (_, again), *_ = source(num_workers=2).eval_batches(IMAGES, 8)
+    assert torch.equal(pair, again)
