@@ -54,7 +54,10 @@ def head_result(
 ) -> HeadResult:
     """Scores of one head: its assignments against the labels, and ``nmi_zz``, the NMI
     between its assignments of two random augmentations of the same images."""
-    zz = float(normalized_mutual_info_score(assign_a, assign_b))
+    # scikit-learn scores two constant labellings 1.0; a head that puts everything in one
+    # cluster carries no information and must not win the unsupervised head selection
+    collapsed = len(np.unique(assign_a)) < 2 or len(np.unique(assign_b)) < 2
+    zz = 0.0 if collapsed else float(normalized_mutual_info_score(assign_a, assign_b))
     if labels is None:
         return HeadResult(index, None, None, None, zz)
     return HeadResult(

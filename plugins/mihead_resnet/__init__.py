@@ -25,7 +25,9 @@ STEMS = ("auto", "cifar", "stride2", "imagenet")
 class DHOGResNetParams(Params):
     final_copies: int = param(5, "parallel, independently initialised copies of the final block (timm layer4)", ge=1)
     attach_early: bool = param(True, "also attach heads to blocks 1, 2 and 3 (k = final_copies + 3 heads)")
-    width: int = param(1, "filter-width multiplier: blocks get [64, 128, 256, 512] * width channels", ge=1)
+    width: float = param(
+        1.0, "filter-width multiplier: blocks get [64, 128, 256, 512] * width channels (2 for STL-10; below 1 for quick CPU runs)", gt=0
+    )
     stem: str = param(
         "auto",
         "cifar = 3x3 stride-1 conv, no max-pool; stride2 = 3x3 stride-2 conv, no max-pool; "
@@ -43,20 +45,20 @@ def resolve_stem(stem: str, size: int) -> str:
     return "cifar" if size < 64 else "stride2" if size < 128 else "imagenet"
 
 
-def _timm_resnet18(in_chans: int, width: int) -> timm.models.ResNet:
+def _timm_resnet18(in_chans: int, width: float) -> timm.models.ResNet:
     """timm's ResNet-18 with every width scaled. timm's plain stem is always 64 channels wide,
     so the model is asked for its deep stem (whose output width is 2 * stem_width): layer1
     then expects 64 * width channels and needs no projection; the stem itself is replaced by
     :class:`DHOGResNet18`."""
-    channels = tuple(c * width for c in (64, 128, 256, 512))
+    half = max(1, round(32 * width))
     return timm.create_model(
         "resnet18",
         num_classes=0,
         pretrained=False,
         in_chans=in_chans,
-        channels=channels,
+        channels=(2 * half, 4 * half, 8 * half, 16 * half),
         stem_type="deep",
-        stem_width=32 * width,
+        stem_width=half,
     )
 
 

@@ -49,7 +49,7 @@ def test_channels_last_gives_the_same_features(cifar_backbone: DHOGResNet18) -> 
 
 
 def test_width_two_stl_crop_and_no_early_heads() -> None:
-    model = DHOGResNet18(DHOGResNetParams(width=2, final_copies=1, attach_early=False), ImageSpec(3, 64))
+    model = DHOGResNet18(DHOGResNetParams(width=2.0, final_copies=1, attach_early=False), ImageSpec(3, 64))
     assert model.stem_kind == "stride2"
     out = model(torch.rand(2, 3, 64, 64))
     assert model.attach_channels == [1024]

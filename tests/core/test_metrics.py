@@ -1,0 +1,135 @@
+"""Clustering metrics against brute force and direct formulas, and head selection."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from mihead.metrics import HeadResult, best_matching, confusion, head_result, hungarian_accuracy, select_head
+
+
+def brute_force_accuracy(labels: np.ndarray, assign: np.ndarray) -> float:
+    """Best accuracy over every one-to-one map of clusters to classes."""
+    n = max(labels.max(), assign.max()) + 1
+    return max(float(np.mean(np.array(perm)[assign] == labels)) for perm in itertools.permutations(range(n)))
+
+
+def direct_nmi(a: np.ndarray, b: np.ndarray) -> float:
+    """I(a; b) / mean(H(a), H(b)) from the contingency table (scikit-learn's default)."""
+    table = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(table, (a, b), 1)
+    p = table / table.sum()
+    pa, pb = p.sum(1), p.sum(0)
+    nz = p > 0
+    mi = np.sum(p[nz] * np.log(p[nz] / np.outer(pa, pb)[nz]))
+    h = lambda q: -np.sum(q[q > 0] * np.log(q[q > 0]))  # noqa: E731
+    return float(mi / ((h(pa) + h(pb)) / 2))
+
+
+def direct_ari(a: np.ndarray, b: np.ndarray) -> float:
+    """Hubert and Arabie's adjusted Rand index from pair counts."""
+    table = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(table, (a, b), 1)
+    pairs = lambda x: x * (x - 1) / 2  # noqa: E731
+    index = pairs(table).sum()
+    rows, cols = pairs(table.sum(1)).sum(), pairs(table.sum(0)).sum()
+    expected = rows * cols / pairs(len(a))
+    return float((index - expected) / ((rows + cols) / 2 - expected))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_hungarian_accuracy_equals_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    classes, clusters = int(rng.integers(2, 6)), int(rng.integers(2, 6))
+    labels = rng.integers(0, classes, 60)
+    assign = np.where(rng.random(60) < 0.5, (labels + 1) % clusters, rng.integers(0, clusters, 60))
+    assert hungarian_accuracy(labels, assign) == pytest.approx(brute_force_accuracy(labels, assign))
+
+
+def test_relabelled_perfect_clustering_scores_one() -> None:
+    labels = np.arange(50) % 5
+    assign = (labels * 3 + 2) % 5  # a permutation of the class ids
+    assert hungarian_accuracy(labels, assign) == 1.0
+    assert best_matching(labels, assign) == {int((c * 3 + 2) % 5): c for c in range(5)}
+    result = head_result(0, assign, assign, assign, labels)
+    assert (result.acc, result.nmi, result.ari, result.nmi_zz) == pytest.approx((1.0, 1.0, 1.0, 1.0))
+
+
+def test_more_clusters_than_classes_leave_some_unmatched() -> None:
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    assign = np.array([0, 1, 2, 3, 3, 3])
+    assert hungarian_accuracy(labels, assign) == pytest.approx(4 / 6)
+    assert hungarian_accuracy(labels, assign) == pytest.approx(brute_force_accuracy(labels, assign))
+
+
+def test_confusion_counts() -> None:
+    table = confusion(np.array([0, 1, 1, 2]), np.array([3, 0, 0, 1]), 3, 4)
+    assert table.tolist() == [[0, 0, 0, 1], [2, 0, 0, 0], [0, 1, 0, 0]]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nmi_and_ari_match_direct_formulas_and_scikit_learn(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    labels = rng.integers(0, 4, 200)
+    assign = np.where(rng.random(200) < 0.6, labels, rng.integers(0, 6, 200))
+    a, b = rng.integers(0, 6, 200), rng.integers(0, 6, 200)
+    result = head_result(3, assign, a, b, labels)
+    assert result.index == 3
+    assert result.nmi == pytest.approx(direct_nmi(labels, assign), abs=1e-9)
+    assert result.nmi == pytest.approx(normalized_mutual_info_score(labels, assign))
+    assert result.ari == pytest.approx(direct_ari(labels, assign), abs=1e-9)
+    assert result.ari == pytest.approx(adjusted_rand_score(labels, assign))
+    assert result.nmi_zz == pytest.approx(direct_nmi(a, b), abs=1e-9)
+    assert result.acc == pytest.approx(hungarian_accuracy(labels, assign))
+
+
+def test_unlabelled_data_gives_only_nmi_zz() -> None:
+    a = np.arange(30) % 3
+    result = head_result(0, a, a, (a + 1) % 3, None)
+    assert (result.acc, result.nmi, result.ari) == (None, None, None)
+    assert result.nmi_zz == pytest.approx(1.0)
+
+
+def test_select_head_by_nmi_zz_and_by_accuracy() -> None:
+    heads = [
+        HeadResult(0, acc=0.9, nmi=0.8, ari=0.7, nmi_zz=0.2),
+        HeadResult(1, acc=0.4, nmi=0.5, ari=0.3, nmi_zz=0.95),
+        HeadResult(2, acc=0.6, nmi=0.6, ari=0.5, nmi_zz=0.5),
+    ]
+    assert select_head(heads, "nmi_zz") == 1
+    assert select_head(heads, "best") == 0
+
+
+def test_select_best_without_labels_falls_back_to_nmi_zz() -> None:
+    heads = [HeadResult(0, None, None, None, 0.3), HeadResult(1, None, None, None, 0.7)]
+    assert select_head(heads, "best") == 1
+    assert select_head(heads, "nmi_zz") == 1
+
+
+def test_evaluate_on_unlabelled_data(registry) -> None:  # type: ignore[no-untyped-def]
+    from corehelp import QUICKSTART, TINY
+
+    from mihead.build import build
+    from mihead.contracts import ImageData
+    from mihead.evaluate import evaluate
+    from mihead.recipe import load_recipe
+
+    recipe = load_recipe(QUICKSTART, registry, [*TINY, "eval.selection=best"])
+    built = build(recipe, torch.device("cpu"))
+    unlabelled = ImageData(built.eval_data.images, None, ())
+    result = evaluate(built.model, built.source, unlabelled, batch_size=64, precision="fp32", selection="best")
+    assert result.selection == "nmi_zz" and result.best is None and result.confusion is None
+    assert len(result.heads) == 2 and all(h.acc is None and math.isfinite(h.nmi_zz) for h in result.heads)
+    assert result.selected == max(result.heads, key=lambda h: h.nmi_zz).index
+    summary = result.summary()
+    assert summary["acc"] is None and summary["selection"] == "nmi_zz"
+    labelled = evaluate(built.model, built.source, built.eval_data, batch_size=64, precision="fp32", selection="best")
+    assert labelled.selection == "best" and labelled.confusion.sum() == len(built.eval_data)
+    assert labelled.selected == max(labelled.heads, key=lambda h: h.acc).index
+    # the label-free scores do not depend on the labels
+    assert [h.nmi_zz for h in labelled.heads] == [h.nmi_zz for h in result.heads]
