@@ -189,13 +189,19 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message: str) -> str:
+    """``message`` with line breaks and other unprintable characters (which may come from the
+    user's keys and values) escaped, so that an error stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     console = Console(stderr=True)
     try:
         return int(args.func(args, console))
     except MiheadError as exc:
-        print(f"mihead: error: {exc}", file=sys.stderr)
+        print(f"mihead: error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("mihead: interrupted", file=sys.stderr)

@@ -130,8 +130,21 @@ class Trainer:
         log = self.run_dir / "metrics.jsonl"
         if not log.exists():
             return
-        kept = [line for line in log.read_text().splitlines() if line and json.loads(line)["epoch"] <= self.epoch]
+        kept = [line for line, record in self._read_log() if record["epoch"] <= self.epoch]
         log.write_text("".join(line + "\n" for line in kept))
+
+    def _read_log(self) -> list[tuple[str, dict[str, Any]]]:
+        """The lines of metrics.jsonl and their records, less a line cut short by a kill."""
+        log = self.run_dir / "metrics.jsonl"
+        if not log.exists():
+            return []
+        records = []
+        for line in log.read_text().splitlines():
+            try:
+                records.append((line, json.loads(line)))
+            except json.JSONDecodeError:
+                continue
+        return records
 
     def checkpoint(self) -> None:
         save_checkpoint(self.run_dir, self.state())
@@ -250,15 +263,16 @@ class Trainer:
                 every = recipe.eval.every
                 if not done and every and self.epoch % every == 0:
                     record["eval"] = self._evaluate().epoch_metrics()
+                if not done:  # the epoch's line goes before its checkpoint: a kill between
+                    self._log(record)  # the two repeats the epoch and drops the line on resume
                 if done or self.epoch % recipe.train.checkpoint_every == 0:
                     self.checkpoint()
-                if not done:
-                    self._log(record)
                 if not done:
                     progress.update(task, epoch=self.epoch + 1)
         evaluation = self._evaluate()
         record["eval"] = evaluation.epoch_metrics()
-        self._log(record)
+        if all(r["epoch"] != self.epoch for _, r in self._read_log()):  # resuming a finished run
+            self._log(record)
         summary = write_reports(self.run_dir, evaluation, self.run_facts())
         print_results(self.console, evaluation, summary)
         return summary

@@ -412,8 +412,10 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], source: str)
                 raise RecipeError(f"{place}: expected objective.NAME.key=value or objective.INDEX.key=value")
             tables = data.get("objective", [])
             tables = [tables] if isinstance(tables, dict) else tables
+            if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+                raise RecipeError(f"{place}: [[objective]] must be one or more tables")
             selector = parts[1]
-            if selector.isdigit():
+            if selector.isascii() and selector.isdigit():
                 matches = [int(selector)] if int(selector) < len(tables) else []
             else:
                 matches = [i for i, t in enumerate(tables) if t.get("name") == selector]

@@ -1,0 +1,357 @@
+"""End-to-end runs on digits: the run directory, determinism, schedule, eval, resume after
+kill or signal, numerical faults and bad inputs (issues 2.5 and 8.1-8.4)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from corehelp import QUICKSTART, error_line, mihead_process, sets, subprocess_env
+from rich.console import Console
+
+from mihead import hookimpl
+from mihead.contracts import ModelOutputs, Objective, ObjectiveContext, ObjectiveParams, param
+from mihead.engine import Interrupted, NumericalError, Trainer
+from mihead.mi import joint_table, mutual_information
+from mihead.optim import learning_rate
+from mihead.plugins import load_registry
+from mihead.recipe import TrainParams, load_recipe
+
+DESIGN_SUMMARY_KEYS = {
+    "acc", "nmi", "ari", "selected_head", "selection", "heads",
+    "epochs", "steps", "seconds", "images_per_second", "device",
+}
+HEAD_KEYS = {"index", "acc", "nmi", "ari", "nmi_zz"}
+STEPS_PER_EPOCH = 2  # data.limit=200 / train.batch_size=100
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def metrics_of(summary: dict[str, Any]) -> tuple[Any, ...]:
+    return summary["acc"], summary["nmi"], summary["ari"], summary["selected_head"], summary["heads"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny run (2 epochs of 2 steps) shared by the run-directory tests."""
+    from mihead import cli
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    assert cli.main(["run", str(QUICKSTART), "--out", str(run_dir), *sets()]) == 0
+    return run_dir
+
+
+# --- the run directory (2.5) -----------------------------------------------------------------
+
+
+def test_run_directory_files(tiny_run: Path, registry) -> None:  # type: ignore[no-untyped-def]
+    names = {p.name for p in tiny_run.iterdir()}
+    assert {"recipe.toml", "plugins.json", "metrics.jsonl", "checkpoint.pt", "summary.json", "heads.png", "confusion.png"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]
+    assert "checkpoint.prev.pt" in names  # two checkpoints were written, the older one kept
+    assert (tiny_run / "heads.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tiny_run / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+    # recipe.toml is the resolved recipe: every default filled in, the overrides applied
+    resolved = load_recipe(tiny_run / "recipe.toml", registry)
+    expected = load_recipe(QUICKSTART, registry, [s for s in sets() if s != "--set"])
+    assert resolved.to_dict() == expected.to_dict()
+    assert "warmup_steps = 0" in (tiny_run / "recipe.toml").read_text()
+
+    used = json.loads((tiny_run / "plugins.json").read_text())
+    assert {(u["kind"], u["name"]) for u in used} == {
+        ("dataset", "digits"), ("augmenter", "small_affine"), ("backbone", "smallcnn"), ("head", "mlp"), ("objective", "iic")
+    }
+    assert all(u["package"] == "mihead" and u["version"] for u in used)
+
+
+def test_metrics_jsonl_has_one_line_per_epoch(tiny_run: Path) -> None:
+    lines = read_lines(tiny_run / "metrics.jsonl")
+    assert [line["epoch"] for line in lines] == [1, 2]
+    assert [line["step"] for line in lines] == [2, 4]
+    train = TrainParams(lr=2e-3)
+    for line in lines:
+        assert set(line["losses"]) == {"iic"} and math.isfinite(line["losses"]["iic"])
+        assert line["lr"] == pytest.approx(learning_rate(line["step"] - 1, 4, train))
+        assert line["images_per_second"] > 0
+        assert [h["index"] for h in line["eval"]["heads"]] == [0, 1]
+        assert set(line["eval"]["heads"][0]) == HEAD_KEYS
+
+
+def test_summary_keys(tiny_run: Path) -> None:
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    assert DESIGN_SUMMARY_KEYS <= set(summary)
+    assert summary["epochs"] == 2 and summary["steps"] == 4 and summary["device"] == "cpu"
+    assert summary["selection"] == "nmi_zz" and isinstance(summary["selected_head"], int)
+    assert summary["seconds"] > 0 and summary["images_per_second"] > 0
+    assert [set(h) for h in summary["heads"]] == [HEAD_KEYS, HEAD_KEYS]
+    chosen = summary["heads"][summary["selected_head"]]
+    assert (summary["acc"], summary["nmi"], summary["ari"]) == (chosen["acc"], chosen["nmi"], chosen["ari"])
+    assert chosen["nmi_zz"] == max(h["nmi_zz"] for h in summary["heads"])
+    # the last metrics line's evaluation is the one summarised
+    last = read_lines(tiny_run / "metrics.jsonl")[-1]["eval"]
+    assert last["heads"] == summary["heads"] and last["selected_head"] == summary["selected_head"]
+
+
+def test_checkpoint_loads_with_weights_only(tiny_run: Path) -> None:
+    state = torch.load(tiny_run / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 2 and state["step"] == 4 and state["step_in_epoch"] == 0
+    assert {"model", "optimizer", "rng_cpu", "recipe"} <= set(state)
+    previous = torch.load(tiny_run / "checkpoint.prev.pt", weights_only=True)
+    assert previous["epoch"] == 1 and previous["step"] == 2
+
+
+def test_eval_recomputes_the_same_metrics(tiny_run: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    before = json.loads((tiny_run / "summary.json").read_text())
+    code, _, err = run_cli("eval", str(tiny_run))
+    assert code == 0, err
+    after = json.loads((tiny_run / "summary.json").read_text())
+    assert metrics_of(after) == metrics_of(before)
+    assert (after["epochs"], after["steps"], after["device"]) == (2, 4, "cpu")
+
+
+def test_same_seed_gives_the_same_summary(tiny_run: Path, tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run_cli("run", str(QUICKSTART), "--out", str(tmp_path / "again"), *sets())
+    assert code == 0, err
+    first = json.loads((tiny_run / "summary.json").read_text())
+    again = json.loads((tmp_path / "again" / "summary.json").read_text())
+    assert metrics_of(again) == metrics_of(first)
+    losses = [line["losses"] for line in read_lines(tmp_path / "again" / "metrics.jsonl")]
+    assert losses == [line["losses"] for line in read_lines(tiny_run / "metrics.jsonl")]
+
+
+def test_max_steps_stops_early(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run_cli("run", str(QUICKSTART), "--out", str(tmp_path / "r"), *sets("train.epochs=5", "train.max_steps=3", "eval.every=0"))
+    assert code == 0, err
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["epochs"] == 2
+    lines = read_lines(tmp_path / "r" / "metrics.jsonl")
+    assert [(line["epoch"], line["step"]) for line in lines] == [(1, 2), (2, 3)]
+    assert "eval" not in lines[0] and "eval" in lines[1]  # eval.every=0: only at the end
+    assert lines[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # the schedule spans max_steps
+
+
+# --- bad inputs (8.4) ------------------------------------------------------------------------
+
+
+def test_dataset_smaller_than_the_batch(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run_cli("run", str(QUICKSTART), "--out", str(tmp_path / "r"), *sets("data.limit=50"))
+    assert code == 2
+    assert "50 images, fewer than train.batch_size = 100" in error_line(err)
+
+
+def test_resume_on_a_folder_that_is_not_a_run(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run_cli("run", "--resume", str(tmp_path))
+    assert code == 2 and f"{tmp_path}: not a run directory" in error_line(err)
+    code, _, err = run_cli("eval", str(tmp_path))
+    assert code == 2 and f"{tmp_path}: not a run directory" in error_line(err)
+
+
+def test_out_on_an_existing_run(tiny_run: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    before = (tiny_run / "summary.json").read_text()
+    code, _, err = run_cli("run", str(QUICKSTART), "--out", str(tiny_run), *sets())
+    assert code == 2 and "already holds a run" in error_line(err) and f"--resume {tiny_run}" in err
+    assert (tiny_run / "summary.json").read_text() == before
+
+
+def test_resume_with_a_recipe_is_refused(tiny_run: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run_cli("run", str(QUICKSTART), "--resume", str(tiny_run))
+    assert code == 2 and "--resume continues the run directory's own recipe" in error_line(err)
+
+
+# --- kill, signals and resume (8.2) ----------------------------------------------------------
+
+LONG = ("train.epochs=40", "eval.every=0")
+
+
+def start_run(run_dir: Path, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mihead", "run", str(QUICKSTART), "--out", str(run_dir), *sets(*LONG)],
+        cwd=cwd,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_checkpoint(process: subprocess.Popen[str], run_dir: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not (run_dir / "checkpoint.pt").exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.005)
+
+
+def check_finished(run_dir: Path, reference: dict[str, Any] | None = None) -> None:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 40 * STEPS_PER_EPOCH and summary["epochs"] == 40
+    assert [line["epoch"] for line in read_lines(run_dir / "metrics.jsonl")] == list(range(1, 41))
+    if reference is not None:  # resumed exactly: the same result as without the interruption
+        assert metrics_of(summary) == metrics_of(reference)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from mihead import cli
+
+    run_dir = tmp_path_factory.mktemp("runs") / "long"
+    assert cli.main(["run", str(QUICKSTART), "--out", str(run_dir), *sets(*LONG)]) == 0
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def test_sigkill_then_resume(tmp_path: Path, run_cli, uninterrupted: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    run_dir = tmp_path / "run"
+    process = start_run(run_dir, tmp_path)
+    wait_for_checkpoint(process, run_dir)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert not (run_dir / "summary.json").exists(), "the run ended before it was killed"
+    killed_at = torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"]
+    assert killed_at < 40 * STEPS_PER_EPOCH
+    code, _, err = run_cli("run", "--resume", str(run_dir))
+    assert code == 0, err
+    assert f"resuming {run_dir} at step {killed_at}" in " ".join(err.split())
+    check_finished(run_dir, uninterrupted)
+
+
+def test_sigterm_stops_cleanly_then_resume(tmp_path: Path, run_cli, uninterrupted: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    run_dir = tmp_path / "run"
+    process = start_run(run_dir, tmp_path)
+    wait_for_checkpoint(process, run_dir)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    line = error_line(err)
+    assert f"stopped by signal {int(signal.SIGTERM)} at step" in line and f"--resume {run_dir}" in line
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert f"at step {state['step']};" in line  # the checkpoint holds the step it stopped at
+    assert not (run_dir / "summary.json").exists()
+    code, _, err = run_cli("run", "--resume", str(run_dir))
+    assert code == 0, err
+    check_finished(run_dir, uninterrupted)
+
+
+def test_partial_metrics_line_from_a_kill_is_dropped_on_resume(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    run_dir = tmp_path / "run"
+    assert run_cli("run", str(QUICKSTART), "--out", str(run_dir), *sets("train.epochs=3", "train.max_steps=4"))[0] == 0
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 3, "step": 6, "lo')  # a line cut short by SIGKILL
+    code, _, err = run_cli("run", "--resume", str(run_dir), "--set", "train.max_steps=0")
+    assert code == 0, err
+    assert [line["epoch"] for line in read_lines(run_dir / "metrics.jsonl")] == [1, 2, 3]
+
+
+# --- test plugins for SIGINT and numerical faults --------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ScriptedParams(ObjectiveParams):
+    at: int = param(3, "1-based training step at which the objective misbehaves", ge=1)
+    value: float = param(math.nan, "what the term is multiplied by from that step on")
+
+
+class _Scripted(Objective):
+    """IIC's pull between views 0 and 1, counting its calls (one per training step)."""
+
+    Params = ScriptedParams
+
+    def __init__(self, params: ScriptedParams, context: ObjectiveContext) -> None:
+        super().__init__(params, context)
+        self.params: ScriptedParams = params
+        self.calls = 0
+
+    def mi_loss(self, outputs: ModelOutputs) -> torch.Tensor:
+        self.calls += 1
+        return -mutual_information(joint_table(outputs.probs[:, 0], outputs.probs[:, 1])).mean()
+
+
+class BecomesNonFinite(_Scripted):
+    name = "becomes_nonfinite"
+
+    def forward(self, outputs: ModelOutputs) -> torch.Tensor:
+        loss = self.mi_loss(outputs)
+        return loss * self.params.value if self.calls >= self.params.at else loss
+
+
+class SendsSigint(_Scripted):
+    name = "sends_sigint"
+
+    def forward(self, outputs: ModelOutputs) -> torch.Tensor:
+        loss = self.mi_loss(outputs)
+        if self.calls == self.params.at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss
+
+
+def _scripted_plugin() -> types.ModuleType:
+    """A plugin with objectives that misbehave at a chosen step."""
+    module = types.ModuleType("mihead_test_scripted")
+    module.register_objectives = hookimpl(lambda: [BecomesNonFinite, SendsSigint])  # type: ignore[attr-defined]
+    return module
+
+
+def trainer_for(run_dir: Path, objective: str, *extra: str) -> Trainer:
+    registry = load_registry(strict=False, plugins=[_scripted_plugin()])
+    overrides = [s for s in sets(*LONG[1:], "train.epochs=4", f"objective.iic.name={objective}", *extra) if s != "--set"]
+    recipe = load_recipe(QUICKSTART, registry, overrides)
+    run_dir.mkdir()
+    (run_dir / "recipe.toml").write_text(recipe.to_toml())
+    return Trainer(recipe, run_dir, Console(stderr=True, quiet=True))
+
+
+def test_sigint_stops_cleanly_after_a_checkpoint(tmp_path: Path) -> None:
+    trainer = trainer_for(tmp_path / "run", "sends_sigint", "objective.0.at=3")
+    with pytest.raises(Interrupted) as info:
+        trainer.fit()
+    assert info.value.exit_code == 130
+    assert f"stopped by signal {int(signal.SIGINT)} at step 3;" in str(info.value)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert (state["step"], state["epoch"], state["step_in_epoch"]) == (3, 1, 1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+@pytest.mark.parametrize(("at", "value"), [(3, math.nan), (5, math.inf), (1, -math.inf)])
+def test_nonfinite_loss_stops_the_run_and_keeps_the_good_checkpoint(tmp_path: Path, at: int, value: float) -> None:
+    run_dir = tmp_path / "run"
+    trainer = trainer_for(run_dir, "becomes_nonfinite", f"objective.0.at={at}", f"objective.0.value={value}")
+    with pytest.raises(NumericalError) as info:
+        trainer.fit()
+    message = str(info.value)
+    assert f"loss term 'becomes_nonfinite' became non-finite at step {at};" in message
+    assert str(run_dir) in message
+    good_epochs = (at - 1) // STEPS_PER_EPOCH
+    if good_epochs == 0:
+        assert not (run_dir / "checkpoint.pt").exists()
+        return
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == good_epochs and state["step"] == good_epochs * STEPS_PER_EPOCH
+    assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+    assert [line["epoch"] for line in read_lines(run_dir / "metrics.jsonl")] == list(range(1, good_epochs + 1))
+    assert not (run_dir / "summary.json").exists()
+
+
+def test_nonfinite_loss_exit_status_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli) -> None:  # type: ignore[no-untyped-def]
+    from mihead import cli
+
+    registry = load_registry(strict=False, plugins=[_scripted_plugin()])
+    monkeypatch.setattr(cli, "load_registry", lambda: registry)
+    code, _, err = run_cli(
+        "run", str(QUICKSTART), "--out", str(tmp_path / "r"), *sets("objective.iic.name=becomes_nonfinite", "objective.0.at=2")
+    )
+    assert code == NumericalError.exit_code and code != 0
+    assert "'becomes_nonfinite' became non-finite at step 2" in error_line(err)

@@ -1,0 +1,53 @@
+"""The learning-rate schedule and the optimisers a recipe names."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mihead.optim import learning_rate, make_optimizer
+from mihead.recipe import TrainParams
+
+
+def test_cosine_with_warmup_values() -> None:
+    train = TrainParams(lr=0.1, warmup_steps=4, schedule="cosine", min_lr_ratio=0.1)
+    total = 14
+    lrs = [learning_rate(s, total, train) for s in range(total)]
+    # linear warm-up: lr * (step + 1) / warmup
+    assert lrs[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
+    # cosine from lr at the end of warm-up to min_lr_ratio * lr at the last step
+    span = total - 4 - 1
+    for s in range(4, total):
+        expected = 0.01 + 0.09 * 0.5 * (1 + math.cos(math.pi * (s - 4) / span))
+        assert lrs[s] == pytest.approx(expected)
+    assert lrs[4] == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.01)
+    assert lrs[4 + span // 2] < lrs[4] and all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
+
+
+def test_cosine_without_warmup_reaches_zero() -> None:
+    train = TrainParams(lr=2e-3)
+    assert learning_rate(0, 4, train) == pytest.approx(2e-3)
+    assert learning_rate(1, 4, train) == pytest.approx(1.5e-3)
+    assert learning_rate(3, 4, train) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_constant_after_warmup() -> None:
+    train = TrainParams(lr=0.3, warmup_steps=3, schedule="constant")
+    assert [learning_rate(s, 10, train) for s in range(6)] == pytest.approx([0.1, 0.2, 0.3, 0.3, 0.3, 0.3])
+
+
+def test_single_step_run_is_finite() -> None:
+    assert learning_rate(0, 1, TrainParams(lr=0.5)) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(("name", "cls"), [("adam", torch.optim.Adam), ("sgd", torch.optim.SGD), ("rmsprop", torch.optim.RMSprop)])
+def test_optimizers(name: str, cls: type) -> None:
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = make_optimizer([w], TrainParams(optimizer=name, lr=0.25, weight_decay=0.01, momentum=0.5))
+    assert isinstance(opt, cls)
+    group = opt.param_groups[0]
+    assert group["lr"] == 0.25 and group["weight_decay"] == 0.01
+    if name != "adam":
+        assert group["momentum"] == 0.5

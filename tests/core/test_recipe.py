@@ -1,0 +1,340 @@
+"""Recipe loading: defaults, unknown names, types, ranges, ``--set`` and the CLI's check."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+from corehelp import QUICKSTART, error_line, mihead_process
+
+from mihead.errors import RecipeError
+from mihead.plugins import Registry
+from mihead.recipe import apply_overrides, load_recipe, read_toml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+BASE: dict[str, Any] = {
+    "run": {"name": "t", "seed": 3},
+    "data": {"name": "digits", "limit": 200},
+    "augment": {"name": "small_affine", "views": 2},
+    "backbone": {"name": "smallcnn", "widths": [8]},
+    "head": {"name": "mlp"},
+    "objective": [{"name": "iic"}],
+    "train": {"device": "cpu", "batch_size": 100},
+}
+
+
+def write(tmp_path: Path, data: dict[str, Any], name: str = "r.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def changed(section: str, **values: Any) -> dict[str, Any]:
+    data = copy.deepcopy(BASE)
+    if section == "objective":
+        data["objective"][0].update(values)
+    else:
+        data.setdefault(section, {}).update(values)
+    return data
+
+
+def error_of(tmp_path: Path, registry: Registry, data: dict[str, Any], overrides: tuple[str, ...] = ()) -> str:
+    path = write(tmp_path, data)
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path, registry, overrides)
+    message = str(info.value)
+    assert message.startswith(f"{path}: "), message
+    assert "\n" not in message
+    return message
+
+
+# --- valid recipes ---------------------------------------------------------------------------
+
+
+def test_quickstart_loads_and_resolves_defaults(registry: Registry) -> None:
+    recipe = load_recipe(QUICKSTART, registry)
+    assert recipe.source == str(QUICKSTART)
+    assert recipe.data.entry.name == "digits" and recipe.data.entry.package == "mihead"
+    assert recipe.augment.params.views == 4
+    assert recipe.head.params.per_attachment == 5 and recipe.head.params.overclusters == 40
+    assert recipe.train.batch_size == 1797 and recipe.train.lr == 2e-3
+    # defaults filled in
+    assert recipe.train.optimizer == "adam" and recipe.train.schedule == "cosine"
+    assert recipe.train.max_steps == 0 and recipe.eval.selection == "nmi_zz"
+    assert recipe.head.params.hidden == 200 and recipe.objectives[0].params.weight == 1.0
+    assert recipe.augment.core.where == "auto" and recipe.data.params.limit == 0
+    resolved = recipe.to_dict()
+    assert resolved["train"]["warmup_steps"] == 0
+    assert resolved["objective"] == [{"name": "iic", "weight": 1.0, "lamb": 1.0, "overclustering": True}]
+
+
+def test_integers_are_accepted_for_floats(registry: Registry, tmp_path: Path) -> None:
+    recipe = load_recipe(write(tmp_path, changed("train", lr=1)), registry)
+    assert recipe.train.lr == 1.0 and isinstance(recipe.train.lr, float)
+
+
+def test_single_objective_table_is_accepted(registry: Registry, tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    data["objective"] = {"name": "iic", "weight": 2.0}
+    recipe = load_recipe(write(tmp_path, data), registry)
+    assert [o.params.weight for o in recipe.objectives] == [2.0]
+
+
+def test_resolved_recipe_round_trips(registry: Registry, tmp_path: Path) -> None:
+    recipe = load_recipe(QUICKSTART, registry, ["objective.iic.lamb=1.5", "data.root=/tmp/x y"])
+    resolved = tmp_path / "recipe.toml"
+    resolved.write_text(recipe.to_toml())
+    assert tomllib.loads(resolved.read_text()) == recipe.to_dict()
+    again = load_recipe(resolved, registry)
+    assert again.to_dict() == recipe.to_dict()
+    assert again.to_toml() == recipe.to_toml()
+
+
+# --- unknown names ---------------------------------------------------------------------------
+
+
+def test_unknown_section_with_did_you_mean(registry: Registry, tmp_path: Path) -> None:
+    message = error_of(tmp_path, registry, {**BASE, "trian": {"epochs": 2}})
+    assert "unknown section [trian]" in message and "did you mean 'train'" in message
+
+
+def test_unknown_key_with_did_you_mean(registry: Registry, tmp_path: Path) -> None:
+    message = error_of(tmp_path, registry, changed("train", epoch=3))
+    assert "[train] epoch: unknown key (did you mean 'epochs'?)" in message
+    assert "valid keys:" in message
+
+
+def test_unknown_plugin_key_names_the_plugin_keys(registry: Registry, tmp_path: Path) -> None:
+    message = error_of(tmp_path, registry, changed("objective", lam=2.0))
+    assert "[objective #1] lam: unknown key (did you mean 'lamb'?)" in message
+
+
+@pytest.mark.parametrize(
+    ("section", "kind", "wrong", "listed"),
+    [
+        ("data", "dataset", "digitz", "digits"),
+        ("backbone", "backbone", "smallcn", "smallcnn"),
+        ("head", "head", "mpl", "mlp"),
+        ("augment", "augmenter", "small_afine", "small_affine"),
+        ("objective", "objective", "iicc", "iic"),
+    ],
+)
+def test_unknown_plugin_lists_the_registered_ones(
+    registry: Registry, tmp_path: Path, section: str, kind: str, wrong: str, listed: str
+) -> None:
+    message = error_of(tmp_path, registry, changed(section, name=wrong))
+    label = "objective #1" if section == "objective" else section
+    assert f"[{label}] name: unknown {kind} {wrong!r} (did you mean {listed!r}?)" in message
+    assert "registered: " in message
+    for name in registry.names(kind):
+        assert name in message.split("registered: ")[1]
+
+
+def test_plugin_of_another_kind_is_unknown(registry: Registry, tmp_path: Path) -> None:
+    message = error_of(tmp_path, registry, changed("head", name="iic"))
+    assert "[head] name: unknown head 'iic'" in message
+
+
+# --- types and ranges ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("train", "epochs", True, "expected an integer, got True"),
+        ("train", "epochs", 2.5, "expected an integer, got 2.5"),
+        ("train", "epochs", "3", "expected an integer, got '3'"),
+        ("train", "lr", "fast", "expected a number, got 'fast'"),
+        ("train", "lr", False, "expected a number, got False"),
+        ("train", "compile", 1, "expected true or false, got 1"),
+        ("train", "device", 0, "expected a string, got 0"),
+        ("run", "name", ["a"], "expected a string"),
+        ("backbone", "widths", 8, "expected a list of an integer, got 8"),
+        ("backbone", "widths", [8, "16"], "expected a list of an integer"),
+        ("backbone", "widths", [8, 1.5], "expected a list of an integer"),
+        ("objective", "overclustering", "yes", "expected true or false, got 'yes'"),
+    ],
+)
+def test_wrong_types(
+    registry: Registry, tmp_path: Path, section: str, key: str, value: Any, expected: str
+) -> None:
+    message = error_of(tmp_path, registry, changed(section, **{key: value}))
+    label = "objective #1" if section == "objective" else section
+    assert f"[{label}] {key}: {expected}" in message
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("train", "epochs", 0, "0 is out of range: must be >= 1"),
+        ("train", "batch_size", 1, "1 is out of range: must be >= 2"),
+        ("train", "lr", 0.0, "0.0 is out of range: must be > 0"),
+        ("train", "momentum", 1.0, "1.0 is out of range: must be >= 0, < 1"),
+        ("train", "min_lr_ratio", 1.5, "1.5 is out of range: must be >= 0, <= 1"),
+        ("run", "seed", -1, "-1 is out of range"),
+        ("data", "limit", -5, "-5 is out of range"),
+        ("augment", "views", 1, "1 is out of range: must be >= 2"),
+        ("objective", "lamb", 0.5, "0.5 is out of range: must be >= 1"),
+        ("train", "device", "gpu", "'gpu' is not one of 'auto', 'cpu', 'cuda'"),
+        ("train", "optimizer", "adamw", "'adamw' is not one of 'adam', 'sgd', 'rmsprop' (did you mean 'adam'?)"),
+        ("eval", "selection", "nmi", "'nmi' is not one of 'nmi_zz', 'best'"),
+    ],
+)
+def test_out_of_range(
+    registry: Registry, tmp_path: Path, section: str, key: str, value: Any, expected: str
+) -> None:
+    message = error_of(tmp_path, registry, changed(section, **{key: value}))
+    label = "objective #1" if section == "objective" else section
+    assert f"[{label}] {key}: {expected}" in message
+
+
+def test_split_the_dataset_lacks(registry: Registry, tmp_path: Path) -> None:
+    message = error_of(tmp_path, registry, changed("eval", split="test"))
+    assert "[eval] split: 'digits' has no split 'test'" in message and "splits: all" in message
+
+
+# --- missing and malformed sections ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("section", ["data", "augment", "backbone", "head", "objective"])
+def test_missing_section(registry: Registry, tmp_path: Path, section: str) -> None:
+    data = {k: v for k, v in copy.deepcopy(BASE).items() if k != section}
+    message = error_of(tmp_path, registry, data)
+    assert "missing section" in message and section in message
+
+
+@pytest.mark.parametrize("section", ["data", "backbone", "objective"])
+def test_missing_name(registry: Registry, tmp_path: Path, section: str) -> None:
+    data = copy.deepcopy(BASE)
+    if section == "objective":
+        data["objective"] = [{"weight": 1.0}]
+    else:
+        del data[section]["name"]
+    message = error_of(tmp_path, registry, data)
+    label = "objective #1" if section == "objective" else section
+    assert f"[{label}] name: missing" in message and "registered:" in message
+
+
+def test_sections_that_are_not_tables(registry: Registry, tmp_path: Path) -> None:
+    assert "[train]: expected a table" in error_of(tmp_path, registry, {**BASE, "train": 3})
+    assert "[data]: expected a table" in error_of(tmp_path, registry, {**BASE, "data": [1]})
+    assert "[[objective]] must be one or more tables" in error_of(tmp_path, registry, {**BASE, "objective": []})
+    assert "[objective #2]: expected a table" in error_of(
+        tmp_path, registry, {**BASE, "objective": [{"name": "iic"}, 5]}
+    )
+
+
+def test_not_toml_and_missing_file(registry: Registry, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nepochs = 2\n")
+    with pytest.raises(RecipeError, match=rf"^{bad}: not valid TOML"):
+        load_recipe(bad, registry)
+    with pytest.raises(RecipeError, match="no such recipe file"):
+        load_recipe(tmp_path / "absent.toml", registry)
+
+
+# --- --set -----------------------------------------------------------------------------------
+
+
+def test_set_parses_toml_values_and_bare_strings(registry: Registry) -> None:
+    recipe = load_recipe(
+        QUICKSTART,
+        registry,
+        [
+            "train.epochs=7",
+            "train.lr=0.5",
+            "train.compile=true",
+            "backbone.widths=[4, 5]",
+            "data.root=/tmp/some where",
+            'run.name="quoted"',
+            "train.optimizer=sgd",
+            "run.out=",
+        ],
+    )
+    assert recipe.train.epochs == 7 and recipe.train.lr == 0.5 and recipe.train.compile is True
+    assert recipe.backbone.params.widths == [4, 5]
+    assert recipe.data.params.root == "/tmp/some where"
+    assert recipe.run.name == "quoted" and recipe.train.optimizer == "sgd" and recipe.run.out == ""
+
+
+def test_set_later_wins_and_adds_sections(registry: Registry) -> None:
+    recipe = load_recipe(QUICKSTART, registry, ["train.epochs=3", "train.epochs=4", "eval.batch_size=7"])
+    assert recipe.train.epochs == 4 and recipe.eval.batch_size == 7
+
+
+def test_set_objective_by_name_and_by_index(registry: Registry, tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    data["objective"] = [{"name": "iic"}, {"name": "iic", "weight": 0.5}]
+    path = write(tmp_path, data)
+    by_name = load_recipe(path, registry, ["objective.iic.lamb=2.0"])
+    assert [o.params.lamb for o in by_name.objectives] == [2.0, 2.0]
+    by_index = load_recipe(path, registry, ["objective.1.weight=3"])
+    assert [o.params.weight for o in by_index.objectives] == [1.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("train.epochs", "expected section.key=value"),
+        ("train=3", "expected section.key=value"),
+        ("train.a.b=3", "expected section.key=value"),
+        ("trian.epochs=3", "unknown section [trian] (did you mean 'train'?)"),
+        ("objective.iic=3", "expected objective.NAME.key=value or objective.INDEX.key=value"),
+        ("objective.iicc.weight=3", "the recipe has no objective 'iicc' (did you mean 'iic'?)"),
+        ("objective.4.weight=3", "the recipe has no objective '4'"),
+    ],
+)
+def test_bad_set_syntax(registry: Registry, item: str, expected: str) -> None:
+    with pytest.raises(RecipeError) as info:
+        load_recipe(QUICKSTART, registry, [item])
+    assert str(info.value).startswith(f"{QUICKSTART}: --set {item}: ")
+    assert expected in str(info.value)
+
+
+def test_set_values_are_validated_like_the_file(registry: Registry) -> None:
+    with pytest.raises(RecipeError, match=r"\[train\] epochs: expected an integer, got 'many'"):
+        load_recipe(QUICKSTART, registry, ["train.epochs=many"])
+    with pytest.raises(RecipeError, match=r"\[train\] epoch: unknown key \(did you mean 'epochs'\?\)"):
+        load_recipe(QUICKSTART, registry, ["train.epoch=3"])
+
+
+def test_set_on_a_malformed_objective_list_is_an_error() -> None:
+    for tables in (3, "iic", [1], ["iic"]):
+        with pytest.raises(RecipeError, match="objective"):
+            apply_overrides({"objective": tables}, ["objective.0.weight=1"], "r.toml")
+
+
+def test_set_does_not_touch_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE)
+    before = path.read_text()
+    apply_overrides(read_toml(path), ["train.epochs=9"], str(path))
+    assert path.read_text() == before
+
+
+# --- mihead check ----------------------------------------------------------------------------
+
+
+def test_check_exit_status_in_a_subprocess(tmp_path: Path) -> None:
+    ok = mihead_process(["check", str(QUICKSTART), "--set", "train.epochs=5"], cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "ok" in ok.stdout + ok.stderr
+
+    bad = mihead_process(["check", str(QUICKSTART), "--set", "train.epochs=0"], cwd=tmp_path)
+    assert bad.returncode == 2
+    line = error_line(bad.stderr)
+    assert line == f"mihead: error: {QUICKSTART}: [train] epochs: 0 is out of range: must be >= 1"
+    assert bad.stderr.strip() == line
+
+
+def test_check_in_process(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run_cli("check", str(write(tmp_path, BASE)))
+    assert code == 0 and "ok" in err
+    code, _, err = run_cli("check", str(write(tmp_path, changed("head", name="mpl"))))
+    assert code == 2 and "did you mean 'mlp'" in error_line(err)
