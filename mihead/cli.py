@@ -62,8 +62,17 @@ def _write_run_files(recipe: Recipe, run_dir: Path) -> None:
     (run_dir / "plugins.json").write_text(json.dumps(used, indent=2) + "\n")
 
 
+def _start_run(recipe: Recipe, out: str | None) -> Path:
+    run_dir = _new_run_dir(recipe, out)
+    _write_run_files(recipe, run_dir)
+    return run_dir
+
+
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    """Train; under torchrun, as one rank of DDP training (rank 0 makes and writes the run
+    directory and reads the checkpoint, see mihead/distributed.py)."""
     from mihead.checkpoint import load_checkpoint
+    from mihead.distributed import process_group
     from mihead.engine import Trainer
 
     registry = _registry(console)
@@ -74,19 +83,23 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         if args.recipe or args.out:
             raise RecipeError("--resume continues the run directory's own recipe: give no RECIPE or --out")
         recipe = load_recipe(run_dir / RECIPE_FILE, registry, args.set)
-        state = load_checkpoint(run_dir)
-        console.print(f"resuming [bold]{run_dir}[/] at step {state['step']}", highlight=False)
-        trainer = Trainer(recipe, run_dir, console)
-        trainer.load_state(state)
     else:
         if not args.recipe:
             raise RecipeError("give a RECIPE.toml to run, or --resume RUN_DIR")
         recipe = load_recipe(args.recipe, registry, args.set)
-        run_dir = _new_run_dir(recipe, args.out)
-        _write_run_files(recipe, run_dir)
-        console.print(f"run directory: [bold]{run_dir}[/]", highlight=False)
-        trainer = Trainer(recipe, run_dir, console)
-    trainer.fit()
+    with process_group(recipe.train.device) as cluster:
+        if not cluster.is_main:
+            console = Console(stderr=True, quiet=True)
+        if args.resume:
+            state = cluster.from_main(lambda: load_checkpoint(run_dir))
+            console.print(f"resuming [bold]{run_dir}[/] at step {state['step']}", highlight=False)
+            trainer = Trainer(recipe, run_dir, console)
+            trainer.load_state(state)
+        else:
+            run_dir = cluster.from_main(lambda: _start_run(recipe, args.out))
+            console.print(f"run directory: [bold]{run_dir}[/]", highlight=False)
+            trainer = Trainer(recipe, run_dir, console)
+        trainer.fit()
     console.print(f"run directory: [bold]{run_dir}[/]", highlight=False)
     return 0
 

@@ -61,7 +61,7 @@ class RunParams(Params):
 class TrainParams(Params):
     epochs: int = param(1, "passes over the training split", ge=1)
     max_steps: int = param(0, "stop after this many optimiser steps (0 = no limit)", ge=0)
-    batch_size: int = param(256, "images per step (each gives V views)", ge=2)
+    batch_size: int = param(256, "images per step and process (each gives V views)", ge=2)
     device: str = param("auto", "auto = CUDA when present, else CPU", choices=("auto", "cpu", "cuda"))
     precision: str = param(
         "auto", "auto = bf16 autocast on CUDA, fp32 on CPU", choices=("auto", "bf16", "fp32")
@@ -77,6 +77,9 @@ class TrainParams(Params):
     checkpoint_every: int = param(1, "epochs between checkpoints (one is always written at the end)", ge=1)
     channels_last: bool = param(True, "channels-last memory format on CUDA")
     compile: bool = param(False, "torch.compile the model")
+    sync_batchnorm: bool = param(
+        False, "with several torchrun processes, batch norm statistics over the global batch (CUDA only)"
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,273 @@
+"""Helpers for testing plugins: fake model outputs and one contract check per plugin kind.
+
+A plugin author tests a new class in two lines::
+
+    from mihead.testing import check_plugin
+    check_plugin("objective", MyObjective)
+
+Each ``check_*`` builds the class with its declared defaults (or the parameters given), runs it
+on small random inputs of the shapes mihead passes, and raises :class:`ContractError` (an
+``AssertionError``, so pytest shows it as a failure) naming the class and the broken promise.
+mihead's own ``tests/core/test_contracts.py`` runs :func:`check_plugin` on every registered
+plugin, built-in or installed, so a new plugin is covered without writing a test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from mihead.contracts import (
+    KINDS,
+    Augmenter,
+    Backbone,
+    BackboneOutput,
+    BatchAugmenter,
+    Dataset,
+    Head,
+    ImageAugmenter,
+    ImageData,
+    ImageSpec,
+    ModelOutputs,
+    Objective,
+    ObjectiveContext,
+    Params,
+    Plugin,
+    describe,
+)
+
+__all__ = [
+    "ContractError",
+    "check_augmenter",
+    "check_backbone",
+    "check_dataset",
+    "check_head",
+    "check_objective",
+    "check_params",
+    "check_plugin",
+    "fake_outputs",
+]
+
+DEFAULT_IMAGE = ImageSpec(channels=3, size=32)
+
+
+class ContractError(AssertionError):
+    """A plugin class that does not keep its kind's contract."""
+
+
+def _require(ok: bool, cls: type, message: str) -> None:
+    if not ok:
+        raise ContractError(f"{getattr(cls, 'name', cls.__qualname__)!r} ({cls.__qualname__}): {message}")
+
+
+def fake_outputs(
+    heads: int = 2,
+    views: int = 2,
+    batch: int = 8,
+    clusters: int = 4,
+    overclusters: int = 0,
+    features: Mapping[str, tuple[int, ...]] | None = None,
+    *,
+    sharpness: float = 4.0,
+    seed: int = 0,
+    requires_grad: bool = True,
+) -> ModelOutputs:
+    """Random :class:`ModelOutputs` of the given shape: ``probs`` float32 [H, V, B, K] (softmax
+    of Gaussian logits times ``sharpness``, so some rows are confident), ``over_probs`` likewise
+    with ``overclusters`` (None when 0), and ``features[name]`` float [V, B, *shape].
+
+    With ``requires_grad`` the probabilities and features are non-leaf tensors computed from
+    leaves that require a gradient; read the leaves back as ``outputs.leaves`` (a dict) to see
+    where an objective's gradient goes.
+    """
+    g = torch.Generator().manual_seed(seed)
+    leaves: dict[str, torch.Tensor] = {}
+
+    def leaf(name: str, *shape: int, scale: float = 1.0) -> torch.Tensor:
+        t = (torch.randn(*shape, generator=g) * scale).requires_grad_(requires_grad)
+        leaves[name] = t
+        return t
+
+    probs = leaf("probs", heads, views, batch, clusters, scale=sharpness).softmax(-1)
+    over = leaf("over_probs", heads, views, batch, overclusters, scale=sharpness).softmax(-1) if overclusters else None
+    feats = {name: leaf(name, views, batch, *shape) * 1.0 for name, shape in (features or {}).items()}
+    outputs = ModelOutputs(probs=probs, over_probs=over, features=feats)
+    outputs.leaves = leaves  # type: ignore[attr-defined]
+    return outputs
+
+
+def check_params(cls: type[Plugin]) -> Params:
+    """The class's ``Params`` is a frozen dataclass whose every field has a default and a
+    help text; returns the default instance."""
+    params_type = cls.Params
+    _require(dataclasses.is_dataclass(params_type), cls, "Params is not a dataclass")
+    _require(params_type.__dataclass_params__.frozen, cls, "Params is not frozen")  # type: ignore[attr-defined]
+    try:
+        infos = describe(params_type)
+    except TypeError as exc:
+        raise ContractError(f"{cls.__qualname__}.Params: {exc}") from None
+    for info in infos:
+        _require(bool(info.help), cls, f"parameter {info.name!r} has no help text (use mihead.contracts.param)")
+    return params_type()
+
+
+def _finite(t: torch.Tensor) -> bool:
+    return bool(torch.isfinite(t).all())
+
+
+def _has_gradient(tensors: list[torch.Tensor]) -> bool:
+    return any(t.grad is not None and bool(t.grad.abs().sum() > 0) for t in tensors)
+
+
+def check_backbone(
+    cls: type[Backbone], params: Params | None = None, image: ImageSpec = DEFAULT_IMAGE, batch: int = 2
+) -> BackboneOutput:
+    """Built for ``image``, the backbone maps float [N, C, H, W] in [0, 1] to one tensor per
+    ``attach_channels`` entry, [N, C_i, ...], and exactly the ``provides`` features, [N, ...],
+    all finite, with a gradient reaching its parameters."""
+    params = params if params is not None else check_params(cls)
+    net = cls(params, image)
+    images = torch.rand(batch, image.channels, image.size, image.size, generator=torch.Generator().manual_seed(0))
+    out = net(images)
+    _require(isinstance(out, BackboneOutput), cls, f"forward returned {type(out).__name__}, not BackboneOutput")
+    channels = net.attach_channels
+    _require(len(out.attach) > 0, cls, "no attachment point")
+    _require(len(out.attach) == len(channels), cls, f"{len(out.attach)} attachment tensors for {len(channels)} attach_channels")
+    for i, (t, c) in enumerate(zip(out.attach, channels)):
+        _require(t.ndim in (2, 4) and t.shape[:2] == (batch, c), cls, f"attach[{i}] has shape {tuple(t.shape)}, expected [{batch}, {c}, ...]")
+        _require(_finite(t), cls, f"attach[{i}] is not finite")
+    _require(set(out.features) == set(cls.provides), cls, f"features {sorted(out.features)} differ from provides {sorted(cls.provides)}")
+    for name, t in out.features.items():
+        _require(t.shape[0] == batch and _finite(t), cls, f"feature {name!r} has shape {tuple(t.shape)} or is not finite")
+    total = sum(t.float().mean() for t in [*out.attach, *out.features.values()])
+    total.backward()  # type: ignore[union-attr]
+    _require(_has_gradient(list(net.parameters())), cls, "no gradient reaches the parameters")
+    return out
+
+
+def check_head(
+    cls: type[Head], params: Params | None = None, in_channels: int = 16, clusters: int = 5, batch: int = 4
+) -> torch.Tensor:
+    """The head maps vectors [N, C] and maps [N, C, H, W] to float32 probabilities [N, K]:
+    non-negative rows that sum to one, with a gradient reaching its parameters."""
+    params = params if params is not None else check_params(cls)
+    head = cls(params, in_channels, clusters)  # type: ignore[arg-type]
+    g = torch.Generator().manual_seed(0)
+    probs = torch.empty(0)
+    for shape in ((batch, in_channels), (batch, in_channels, 3, 3)):
+        probs = head(torch.randn(*shape, generator=g))
+        _require(probs.shape == (batch, clusters), cls, f"input {shape}: output shape {tuple(probs.shape)}, expected {(batch, clusters)}")
+        _require(probs.dtype == torch.float32, cls, f"probabilities are {probs.dtype}, not float32")
+        _require(bool((probs >= 0).all()), cls, "negative probabilities")
+        _require(torch.allclose(probs.sum(-1), torch.ones(batch), atol=1e-5), cls, "rows do not sum to one")
+    probs[:, 0].sum().backward()
+    _require(_has_gradient(list(head.parameters())), cls, "no gradient reaches the parameters")
+    return probs
+
+
+def check_objective(
+    cls: type[Objective],
+    params: Params | None = None,
+    context: ObjectiveContext | None = None,
+    outputs: ModelOutputs | None = None,
+    feature_shapes: Mapping[str, tuple[int, ...]] | None = None,
+) -> torch.Tensor:
+    """The objective returns a finite float scalar from :func:`fake_outputs` (2 heads, 2
+    views, 8 samples, 4 clusters, each feature in ``requires`` of ``feature_shapes[name]``,
+    default [8, 4, 4]) whose gradient reaches the outputs or its own parameters."""
+    params = params if params is not None else check_params(cls)
+    shapes = {name: (feature_shapes or {}).get(name, (8, 4, 4)) for name in cls.requires}
+    if outputs is None:
+        outputs = fake_outputs(features=shapes)
+    if context is None:
+        h, v, _, k = outputs.probs.shape
+        over = 0 if outputs.over_probs is None else outputs.over_probs.shape[-1]
+        context = ObjectiveContext(h, v, k, over, {n: int(f.shape[2]) for n, f in outputs.features.items()})
+    _require(set(cls.requires) <= set(outputs.features), cls, f"requires {sorted(cls.requires)}, outputs give {sorted(outputs.features)}")
+    objective = cls(params, context)
+    _require(isinstance(objective, torch.nn.Module), cls, "an objective must be an nn.Module")
+    loss = objective(outputs)
+    _require(isinstance(loss, torch.Tensor) and loss.ndim == 0, cls, f"returned {loss!r}, not a scalar tensor")
+    value = float(loss.detach())
+    _require(loss.is_floating_point() and math.isfinite(value), cls, f"returned {value}, not a finite float")
+    _require(loss.requires_grad, cls, "the loss has no gradient")
+    loss.backward()
+    inputs = [outputs.probs, *([outputs.over_probs] if outputs.over_probs is not None else []), *outputs.features.values()]
+    leaves = list(getattr(outputs, "leaves", {}).values()) + [t for t in inputs if t.is_leaf]
+    _require(_has_gradient(leaves + list(objective.parameters())), cls, "no gradient reaches the outputs or the objective's parameters")
+    _require(all(t.grad is None or _finite(t.grad) for t in leaves), cls, "the gradient is not finite")
+    return loss.detach()
+
+
+def check_augmenter(cls: type[Augmenter], params: Params | None = None, source: ImageSpec = DEFAULT_IMAGE, batch: int = 3) -> Augmenter:
+    """Per flavour the augmenter implements: ``views`` gives uint8 [V, H', W', C'] (the
+    ``output`` spec) and the same views for the same seed, ``eval_view`` uint8 [H', W', C'];
+    ``batch_views`` gives float [V, B, C', H', W'] in [0, 1], the same for the same generator
+    seed, and ``eval_batch`` float [B, C', H', W'] in [0, 1]."""
+    params = params if params is not None else check_params(cls)
+    aug = cls(params, source)
+    _require(isinstance(aug, (ImageAugmenter, BatchAugmenter)), cls, "neither an ImageAugmenter nor a BatchAugmenter")
+    out, v = aug.output, aug.num_views
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(batch, source.size, source.size, source.channels), dtype=np.uint8)
+    if isinstance(aug, ImageAugmenter):
+        views = aug.views(images[0], np.random.default_rng(1))
+        shape = (v, out.size, out.size, out.channels)
+        _require(views.dtype == np.uint8 and views.shape == shape, cls, f"views gave {views.dtype} {views.shape}, expected uint8 {shape}")
+        _require(np.array_equal(views, aug.views(images[0], np.random.default_rng(1))), cls, "views differ for the same rng seed")
+        single = aug.eval_view(images[0])
+        _require(single.dtype == np.uint8 and single.shape == shape[1:], cls, f"eval_view gave {single.dtype} {single.shape}, expected uint8 {shape[1:]}")
+    if isinstance(aug, BatchAugmenter):
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+        views_t = aug.batch_views(x, torch.Generator().manual_seed(1))
+        shape_t = (v, batch, out.channels, out.size, out.size)
+        _require(views_t.is_floating_point() and tuple(views_t.shape) == shape_t, cls, f"batch_views gave {views_t.dtype} {tuple(views_t.shape)}, expected float {shape_t}")
+        _require(bool(((views_t >= 0) & (views_t <= 1)).all()), cls, "batch_views outside [0, 1]")
+        _require(torch.equal(views_t, aug.batch_views(x, torch.Generator().manual_seed(1))), cls, "batch_views differ for the same generator seed")
+        single_t = aug.eval_batch(x)
+        _require(tuple(single_t.shape) == shape_t[1:] and bool(((single_t >= 0) & (single_t <= 1)).all()), cls, f"eval_batch gave {tuple(single_t.shape)} (expected {shape_t[1:]}) or values outside [0, 1]")
+    return aug
+
+
+def check_dataset(cls: type[Dataset], params: Params | None = None, splits: tuple[str, ...] | None = None) -> dict[str, ImageData]:
+    """``train_split`` and ``eval_split`` are among ``splits``, and each split checked (by
+    default those two) loads as uint8 [N, H, W, C] (C = 1 or 3) with labels None or int64 in
+    range(len(classes)). Absent data raises :class:`mihead.errors.DataError`, which this
+    check lets through (a caller may skip on it)."""
+    params = params if params is not None else check_params(cls)
+    _require(len(cls.splits) > 0 and all(isinstance(s, str) for s in cls.splits), cls, "splits must be a non-empty tuple of names")
+    _require(cls.train_split in cls.splits and cls.eval_split in cls.splits, cls, "train_split and eval_split must be among splits")
+    dataset = cls(params)  # type: ignore[arg-type]
+    loaded = {}
+    for split in splits or tuple(dict.fromkeys((cls.train_split, cls.eval_split))):
+        data = dataset.load(split)
+        _require(isinstance(data, ImageData), cls, f"load({split!r}) returned {type(data).__name__}, not ImageData")
+        _require(len(data) > 0 and data.images.shape[-1] in (1, 3), cls, f"split {split!r}: {data.images.shape} is empty or not 1/3 channels")
+        if data.labels is not None:
+            _require(data.labels.dtype == np.int64, cls, f"split {split!r}: labels are {data.labels.dtype}, not int64")
+            _require(bool(((data.labels >= 0) & (data.labels < len(data.classes))).all()), cls, f"split {split!r}: labels outside range(len(classes))")
+        loaded[split] = data
+    return loaded
+
+
+_CHECKS: dict[str, Any] = {
+    "backbone": check_backbone,
+    "head": check_head,
+    "objective": check_objective,
+    "augmenter": check_augmenter,
+    "dataset": check_dataset,
+}
+
+
+def check_plugin(kind: str, cls: type[Plugin], **kwargs: Any) -> object:
+    """The contract check of ``kind`` (one of ``mihead.contracts.KINDS``) on ``cls``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown plugin kind {kind!r}; kinds: {', '.join(KINDS)}")
+    _require(isinstance(cls, type) and issubclass(cls, KINDS[kind]), cls, f"not a subclass of mihead.contracts.{KINDS[kind].__name__}")
+    _require(isinstance(getattr(cls, "name", None), str) and bool(cls.name), cls, "no string 'name'")
+    return _CHECKS[kind](cls, **kwargs)
