@@ -52,8 +52,9 @@ def _term_names(recipe: Recipe) -> list[str]:
     return names
 
 
-def build(recipe: Recipe, device: torch.device) -> Built:
-    """Load the splits and build augmenter, model and objectives on ``device``."""
+def build(recipe: Recipe, device: torch.device, rank: int = 0, world_size: int = 1) -> Built:
+    """Load the splits and build augmenter, model and objectives on ``device``; the training
+    batches are those of process ``rank`` of ``world_size`` (see mihead/data.py)."""
     torch.manual_seed(recipe.run.seed)
     dataset: Dataset = recipe.data.cls(recipe.data.params)
     limit = recipe.data.params.limit  # type: ignore[attr-defined]
@@ -73,6 +74,8 @@ def build(recipe: Recipe, device: torch.device) -> Built:
         num_workers=recipe.train.num_workers,
         seed=recipe.run.seed,
         device=device,
+        rank=rank,
+        world_size=world_size,
     )
 
     head_params = recipe.head.params

@@ -5,6 +5,15 @@ generator seeded with ``(seed, e, i)`` and the batch order of epoch ``e`` from `
 So no two workers repeat the same augmentations, a seeded run gives the same batches whatever
 the number of workers, and a resumed run continues exactly where its checkpoint left off.
 
+Under data-parallel training (``rank`` of ``world_size`` processes, see mihead/distributed.py)
+``batch_size`` is per rank: step ``s`` of epoch ``e`` takes the global batch
+``order[s*N*B : (s+1)*N*B]`` of that epoch's permutation (N = world size, B = batch size) and
+rank ``r`` its chunk ``r`` of B images, chunk number ``s*N + r`` of the epoch. It is
+DistributedSampler's sharding, reseeded each epoch by construction, with the sample order of
+one process of batch N * B; each rank computes only its own chunks, from the same keys. On the
+workers, views are keyed per image, so they do not depend on the world size; on the device
+they are keyed per chunk ``(seed, e, chunk)``, which is the step for one process.
+
 With ``original_view`` (the recipe key ``augment.original_view``), view 0 of every training
 batch is the augmenter's deterministic evaluation view, the untransformed image, and views
 1..V-1 stay random, on both paths (``ImageAugmenter.eval_view`` in the workers,
@@ -78,25 +87,37 @@ class _EvalViews(torch.utils.data.Dataset):
 
 
 class _EpochOrder(Sampler[tuple[int, int]]):
-    """A fresh permutation each epoch, seeded by (seed, epoch), yielding (epoch, index)."""
+    """This rank's batches of a fresh permutation each epoch, seeded by (seed, epoch), from
+    step ``start`` on, yielding (epoch, index)."""
 
-    def __init__(self, n: int, seed: int) -> None:
+    def __init__(self, n: int, seed: int, batch_size: int, rank: int, world_size: int) -> None:
         self.n = n
         self.seed = seed
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
         self.start = 0
 
     def __len__(self) -> int:
-        return self.n - self.start
+        return (self.n // (self.batch_size * self.world_size) - self.start) * self.batch_size
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        order = _permutation(self.n, self.seed, self.epoch)[self.start :]
-        return iter([(self.epoch, int(i)) for i in order])
+        chunks = _rank_chunks(_permutation(self.n, self.seed, self.epoch), self.batch_size, self.rank, self.world_size)
+        return iter([(self.epoch, int(i)) for i in chunks[self.start :].flatten()])
 
 
 def _permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(_derive_seed(seed, epoch))
     return torch.randperm(n, generator=g)
+
+
+def _rank_chunks(order: torch.Tensor, batch_size: int, rank: int, world_size: int) -> torch.Tensor:
+    """Rank ``rank``'s batch of every step [steps, batch_size] of an epoch's ``order``: chunk
+    ``rank`` of each global batch of ``world_size * batch_size`` images (a partial last global
+    batch is dropped)."""
+    steps = len(order) // (batch_size * world_size)
+    return order[: steps * world_size * batch_size].view(steps, world_size, batch_size)[:, rank]
 
 
 def _to_float_views(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -123,11 +144,14 @@ class ViewSource:
         seed: int,
         device: torch.device,
         original_view: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
-        if len(images) < batch_size:
+        if len(images) < batch_size * world_size:
+            processes = f" x {world_size} processes" if world_size > 1 else ""
             raise DataError(
                 f"the training split has {len(images)} images, fewer than train.batch_size = "
-                f"{batch_size}; lower train.batch_size"
+                f"{batch_size}{processes}; lower train.batch_size"
             )
         self.images = images
         self.augmenter = augmenter
@@ -137,12 +161,14 @@ class ViewSource:
         self.seed = seed
         self.device = device
         self.original_view = original_view
-        self.steps_per_epoch = len(images) // batch_size
+        self.rank = rank
+        self.world_size = world_size
+        self.steps_per_epoch = len(images) // (batch_size * world_size)
         if on_device:
             self._device_images = _hwc_to_chw(images, device)
         else:
             assert isinstance(augmenter, ImageAugmenter)
-            self._order = _EpochOrder(len(images), seed)
+            self._order = _EpochOrder(len(images), seed, batch_size, rank, world_size)
             self._loader = self._make_loader(
                 _KeyedViews(images, augmenter, seed, original_view),
                 batch_size,
@@ -162,26 +188,28 @@ class ViewSource:
             **kwargs,  # type: ignore[arg-type]
         )
 
-    def _device_generator(self, epoch: int, step: int) -> torch.Generator:
-        """The generator of one step's augmentations, keyed so a resumed run repeats them."""
-        return torch.Generator(device=self.device).manual_seed(_derive_seed(self.seed, epoch, step))
+    def _device_generator(self, epoch: int, chunk: int) -> torch.Generator:
+        """The generator of one chunk's augmentations (a step's, with one process), keyed so
+        that a resumed run repeats them."""
+        return torch.Generator(device=self.device).manual_seed(_derive_seed(self.seed, epoch, chunk))
 
     def train_batches(self, epoch: int, skip: int = 0) -> Iterator[torch.Tensor]:
-        """The views of epoch ``epoch``: float [V, B, C, H, W] on the device, one per step,
-        after the first ``skip`` steps (done before a resumed checkpoint)."""
+        """This rank's views of epoch ``epoch``: float [V, B, C, H, W] on the device, one per
+        step, after the first ``skip`` steps (done before a resumed checkpoint)."""
         if self.on_device:
             assert isinstance(self.augmenter, BatchAugmenter)
             order = _permutation(len(self.images), self.seed, epoch).to(self.device)
+            chunks = _rank_chunks(order, self.batch_size, self.rank, self.world_size)
             for s in range(skip, self.steps_per_epoch):
-                idx = order[s * self.batch_size : (s + 1) * self.batch_size]
-                chunk = self._device_images[idx]
-                views = self.augmenter.batch_views(chunk, self._device_generator(epoch, s))
+                chunk = self._device_images[chunks[s]]
+                key = s * self.world_size + self.rank
+                views = self.augmenter.batch_views(chunk, self._device_generator(epoch, key))
                 if self.original_view:
                     views = torch.cat([self.augmenter.eval_batch(chunk)[None], views[1:]])
                 yield views
         else:
             self._order.epoch = epoch
-            self._order.start = skip * self.batch_size
+            self._order.start = skip
             for batch in self._loader:
                 yield _to_float_views(batch, self.device)
 

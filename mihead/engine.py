@@ -1,4 +1,9 @@
-"""The training loop: steps, schedule, logs, checkpoints, resume, evaluation and reports."""
+"""The training loop: steps, schedule, logs, checkpoints, resume, evaluation and reports.
+
+Under torchrun (see mihead/distributed.py and docs/distributed.md) every rank trains its shard
+of each global batch in DistributedDataParallel; rank 0 alone evaluates and writes the run
+directory (logs, checkpoints, plots, summary), and every rank returns rank 0's summary.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mihead.build import Built, build
 from mihead.checkpoint import save_checkpoint
-from mihead.contracts import ModelOutputs
+from mihead.contracts import Objective
 from mihead.device import autocast, resolve_device
+from mihead.distributed import current
 from mihead.errors import MiheadError
 from mihead.evaluate import Evaluation, evaluate
 from mihead.optim import learning_rate, make_optimizer
@@ -69,21 +75,43 @@ def write_reports(run_dir: Path, evaluation: Evaluation, extra: dict[str, Any]) 
     return summary
 
 
+class _LossTerms(torch.nn.Module):
+    """Views -> each objective's term of the model's outputs: the model and the objectives in
+    one module, so that DistributedDataParallel also averages the gradients of the
+    parameters an objective owns (e.g. a discriminator)."""
+
+    def __init__(self, model: torch.nn.Module, objectives: list[tuple[str, float, Objective]]) -> None:
+        super().__init__()
+        self.model = model
+        self.objectives = torch.nn.ModuleDict({name: o for name, _, o in objectives})
+
+    def forward(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = self.model(views)
+        return {name: objective(outputs) for name, objective in self.objectives.items()}
+
+
 class Trainer:
     """Trains one recipe in one run directory, from scratch or from a checkpoint."""
 
     def __init__(self, recipe: Recipe, run_dir: Path, console: Console | None = None) -> None:
         self.recipe = recipe
         self.run_dir = run_dir
-        self.console = console or Console(stderr=True)
-        self.device = resolve_device(recipe.train.device)
-        self.built: Built = build(recipe, self.device)
+        self.cluster = current()
+        if console is None or not self.cluster.is_main:  # only rank 0 shows progress
+            console = Console(stderr=True, quiet=not self.cluster.is_main)
+        self.console = console
+        self.device = self.cluster.device(resolve_device(recipe.train.device))
+        self.built: Built = build(recipe, self.device, self.cluster.rank, self.cluster.world_size)
+        if recipe.train.sync_batchnorm:
+            self.built.model = self.cluster.sync_batchnorm(self.built.model, self.device)
         model = self.built.model
         if self.device.type == "cuda" and recipe.train.channels_last:
             model.to(memory_format=torch.channels_last)
-        self.forward = torch.compile(model) if recipe.train.compile else model
+        forward = torch.compile(model) if recipe.train.compile else model
+        self.loss_terms = self.cluster.wrap(_LossTerms(forward, self.built.objectives))
         params = list(model.parameters()) + [p for _, _, o in self.built.objectives for p in o.parameters()]
         self.optimizer = make_optimizer(params, recipe.train)
+        self.images_per_step = recipe.train.batch_size * self.cluster.world_size
         spe = self.built.source.steps_per_epoch
         planned = recipe.train.epochs * spe
         self.total_steps = min(planned, recipe.train.max_steps) if recipe.train.max_steps else planned
@@ -105,6 +133,7 @@ class Trainer:
             "step_in_epoch": self.step_in_epoch,
             "seconds": self.seconds,
             "images_seen": self.images_seen,
+            "images_per_step": self.images_per_step,
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "recipe": self.recipe.to_toml(),
@@ -120,10 +149,16 @@ class Trainer:
         self.step_in_epoch = int(state["step_in_epoch"])
         self.seconds = float(state["seconds"])
         self.images_seen = int(state["images_seen"])
+        saved = int(state.get("images_per_step", self.images_per_step))
+        if saved != self.images_per_step:  # another world size (or batch size) than the checkpoint's:
+            # keep the position in the epoch's image order, rounded down to a whole step
+            self.step_in_epoch = self.step_in_epoch * saved // self.images_per_step
+            self.step = self.epoch * self.built.source.steps_per_epoch + self.step_in_epoch
         torch.set_rng_state(state["rng_cpu"])
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
-        self._truncate_log()
+        if self.cluster.is_main:
+            self._truncate_log()
 
     def _truncate_log(self) -> None:
         """Drop metrics.jsonl lines of epochs after the checkpoint (written before a kill)."""
@@ -147,12 +182,10 @@ class Trainer:
         return records
 
     def checkpoint(self) -> None:
-        save_checkpoint(self.run_dir, self.state())
+        if self.cluster.is_main:
+            save_checkpoint(self.run_dir, self.state())
 
     # --- training --------------------------------------------------------------------------
-    def _losses(self, outputs: ModelOutputs) -> dict[str, torch.Tensor]:
-        return {name: objective(outputs) for name, _, objective in self.built.objectives}
-
     def _train_step(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
         lr = learning_rate(self.step, self.total_steps, self.recipe.train)
         for group in self.optimizer.param_groups:
@@ -160,7 +193,7 @@ class Trainer:
         if self.device.type == "cuda" and self.recipe.train.channels_last:
             views = views.contiguous(memory_format=torch.channels_last) if views.ndim == 4 else views
         with autocast(self.device, self.recipe.train.precision):
-            terms = self._losses(self.forward(views))
+            terms = self.loss_terms(views)
         loss = sum(weight * terms[name] for name, weight, _ in self.built.objectives)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[union-attr]
@@ -188,6 +221,8 @@ class Trainer:
         )
 
     def _log(self, record: dict[str, Any]) -> None:
+        if not self.cluster.is_main:
+            return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -195,7 +230,7 @@ class Trainer:
         """Train until ``total_steps``, then evaluate and write the reports; returns the summary."""
         recipe = self.recipe
         source = self.built.source
-        batch = recipe.train.batch_size
+        batch = self.images_per_step
         names = [n for n, _, _ in self.built.objectives]
         columns = [
             TextColumn("[bold]epoch {task.fields[epoch]}"),
@@ -214,6 +249,7 @@ class Trainer:
                 first_bad = {n: torch.full((), -1, device=self.device, dtype=torch.long) for n in names}
                 epoch_steps, epoch_start = 0, time.perf_counter()
                 last_sync = epoch_start
+                stopping = False
                 batches = source.train_batches(self.epoch, skip=self.step_in_epoch)
                 for views in batches:
                     terms = self._train_step(views)
@@ -234,16 +270,18 @@ class Trainer:
                         last_sync = now
                     else:
                         progress.update(task, completed=self.step)
-                    if stops or self.step == self.total_steps:
+                    stopping = self.cluster.any(bool(stops))  # every rank stops at the same step
+                    if stopping or self.step == self.total_steps:
                         break
                 elapsed = time.perf_counter() - epoch_start
                 self.seconds += elapsed
                 self.images_seen += epoch_steps * batch
                 self._check_finite(first_bad)
-                if stops:
+                if stopping:
                     self.checkpoint()
+                    cause = f"signal {stops[0]}" if stops else "a signal to another rank"
                     raise Interrupted(
-                        f"stopped by signal {stops[0]} at step {self.step}; checkpoint written; "
+                        f"stopped by {cause} at step {self.step}; checkpoint written; "
                         f"continue with: mihead run --resume {self.run_dir}"
                     )
                 finished = self.step_in_epoch == source.steps_per_epoch or self.step == self.total_steps
@@ -252,16 +290,17 @@ class Trainer:
                 self.epoch += 1
                 self.step_in_epoch = 0
                 done = self.step == self.total_steps
+                losses = self.cluster.mean(torch.stack([sums[n] for n in names])) / max(epoch_steps, 1)
                 record = {
                     "epoch": self.epoch,
                     "step": self.step,
                     "lr": learning_rate(self.step - 1, self.total_steps, recipe.train),
-                    "losses": {n: float(sums[n]) / max(epoch_steps, 1) for n in names},
+                    "losses": {n: float(v) for n, v in zip(names, losses)},
                     "images_per_second": epoch_steps * batch / max(elapsed, 1e-9),
                     "seconds": self.seconds,
                 }
                 every = recipe.eval.every
-                if not done and every and self.epoch % every == 0:
+                if not done and every and self.epoch % every == 0 and self.cluster.is_main:
                     record["eval"] = self._evaluate().epoch_metrics()
                 if not done:  # the epoch's line goes before its checkpoint: a kill between
                     self._log(record)  # the two repeats the epoch and drops the line on resume
@@ -269,6 +308,10 @@ class Trainer:
                     self.checkpoint()
                 if not done:
                     progress.update(task, epoch=self.epoch + 1)
+        return self.cluster.from_main(lambda: self._report(record))
+
+    def _report(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The final evaluation: logged with the last epoch's ``record``, written, printed."""
         evaluation = self._evaluate()
         record["eval"] = evaluation.epoch_metrics()
         if all(r["epoch"] != self.epoch for _, r in self._read_log()):  # resuming a finished run
@@ -285,4 +328,5 @@ class Trainer:
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_seen / self.seconds, 1) if self.seconds else math.nan,
             "device": str(self.device),
+            "world_size": self.cluster.world_size,
         }

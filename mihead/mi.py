@@ -7,11 +7,17 @@ Tr(P^T log P) - E[z]^T log E[z] - E[z']^T log E[z'] in DHOG's notation (eq. 1 an
 function takes batched tensors (leading dimensions are kept) so that all heads and view pairs
 are computed in one operation, and runs in float32 with autocast off, so that the logs stay
 finite under bf16 autocast.
+
+Under data-parallel training (several processes, see :mod:`mihead.distributed`) the joint
+table is the mean over the global batch, all ranks' samples, summed across ranks with
+gradients: N processes of batch B compute the MI of one process of batch N * B.
 """
 
 from __future__ import annotations
 
 import torch
+
+from mihead.distributed import global_batch_mean
 
 __all__ = ["EPS", "joint_table", "mutual_information", "symmetrise"]
 
@@ -19,10 +25,11 @@ EPS = 1e-10
 
 
 def joint_table(z: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    """P = E_b[z_b z2_b^T] for probabilities [..., B, K] and [..., B, K2] -> [..., K, K2]."""
+    """P = E_b[z_b z2_b^T] for probabilities [..., B, K] and [..., B, K2] -> [..., K, K2], the
+    mean over the global batch of every training process (every rank must call it)."""
     with torch.autocast(device_type=z.device.type, enabled=False):
         z, z2 = z.float(), z2.float()
-        return z.transpose(-1, -2) @ z2 / z.shape[-2]
+        return global_batch_mean(z.transpose(-1, -2) @ z2, z.shape[-2])
 
 
 def symmetrise(p: torch.Tensor) -> torch.Tensor:

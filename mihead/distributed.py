@@ -1,0 +1,208 @@
+"""Data-parallel training over processes started by torchrun (DistributedDataParallel).
+
+``torchrun --nproc_per_node N -m mihead run RECIPE`` starts N copies of mihead with
+``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK`` and the rendezvous address in their environment.
+:func:`process_group` reads them, initialises ``torch.distributed`` (nccl on CUDA, gloo on
+CPU) and hands back the process's :class:`Cluster`: its rank, the world size and the helpers
+the CLI and the engine need, so that they never call ``torch.distributed`` themselves. Without
+torchrun's environment (or with one process) the cluster is a single process and every helper
+is the identity.
+
+What is global and what is per rank (see docs/distributed.md):
+
+* ``train.batch_size`` is per rank: one optimiser step sees ``N * batch_size`` images;
+* every joint table of cluster assignments (:func:`mihead.mi.joint_table`, through which
+  every MI term is computed) is a mean over the global batch: :func:`global_batch_mean` sums
+  it across ranks with an all-reduce that keeps gradients, so N processes of batch B give the
+  loss and gradients of one process of batch N * B;
+* gradients are averaged over ranks by DDP. That is the right factor for both kinds of term:
+  the all-reduce's backward sums the (identical) upstream gradient of the N ranks, so each
+  rank's gradient of a global MI term is N times its share of the single-process gradient,
+  and the average of the N shares times N is the single-process gradient; a per-sample term
+  averaged over its rank's batch becomes, averaged over ranks, the mean over the global batch;
+* statistics that are not built from a joint table (batch normalisation, unless
+  ``train.sync_batchnorm``; DCCM's pseudo-graph, nearest neighbours and negatives) are per rank.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from mihead.device import resolve_device
+from mihead.errors import MiheadError, RecipeError
+
+__all__ = ["Cluster", "current", "global_batch_mean", "process_group"]
+
+T = TypeVar("T")
+M = TypeVar("M", bound=nn.Module)
+
+_control: dist.ProcessGroup | None = None  # gloo group for CPU-side agreements under nccl
+
+
+def _multi_process() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """y = sum over ranks of x; dL/dx = sum over ranks of dL/dy (all-reduce both ways).
+
+    What ``torch.distributed.nn.functional.all_reduce`` does (deprecated in recent torch;
+    its successor lives in a private module): the backward sums the ranks' upstream
+    gradients because y feeds every rank's loss, so each rank gets the gradient of the sum of
+    the N ranks' losses with respect to its own x."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        y = x.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad)
+        return grad
+
+
+def global_batch_mean(local_sum: torch.Tensor, count: int) -> torch.Tensor:
+    """``local_sum`` (a sum over this rank's ``count`` samples) summed over every rank and
+    divided by the global sample count, differentiably; ``local_sum / count`` in one process.
+
+    With the same loss on every rank, each rank's gradient is N times its share of the
+    single-process gradient, and DDP's average over ranks gives the gradient of one process
+    holding the whole global batch (see the module docstring)."""
+    if not _multi_process():
+        return local_sum / count
+    total = torch.tensor(float(count), device=local_sum.device)
+    dist.all_reduce(total)
+    return _SumOverRanks.apply(local_sum) / total
+
+
+def _control_group() -> dist.ProcessGroup | None:
+    """A gloo group for small CPU collectives (None = the default group, when it is gloo):
+    agreeing on a stop or broadcasting an object must not sync a GPU stream."""
+    global _control
+    if _control is None and dist.get_backend() != "gloo":
+        _control = dist.new_group(backend="gloo")
+    return _control
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    """This process's place among the training processes (rank 0 = the main one)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone writes the run directory and evaluates."""
+        return self.rank == 0
+
+    def device(self, device: torch.device) -> torch.device:
+        """The device of this rank: ``cuda:LOCAL_RANK`` for CUDA, else ``device``."""
+        return torch.device("cuda", self.local_rank) if self.world_size > 1 and device.type == "cuda" else device
+
+    def sync_batchnorm(self, model: M, device: torch.device) -> M:
+        """``model`` with every batch norm normalising over the global batch (in place).
+
+        Only with several processes; torch's SyncBatchNorm has no CPU path."""
+        if self.world_size == 1:
+            return model
+        if device.type != "cuda":
+            raise RecipeError(
+                "[train] sync_batchnorm: torch's SyncBatchNorm needs CUDA; set it false for a CPU run"
+            )
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[return-value]
+
+    def wrap(self, module: nn.Module) -> nn.Module:
+        """``module`` in DistributedDataParallel when there are several processes.
+
+        ``static_graph``: the same parameters are used at every step, and it lets parameters
+        no term uses (e.g. overclustering heads without an overclustering term) stay unused."""
+        if self.world_size == 1:
+            return module
+        param = next(module.parameters())
+        ids = [self.local_rank] if param.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids, static_graph=True)
+
+    def from_main(self, make: Callable[[], T]) -> T:
+        """``make()`` run on rank 0 only and its result given to every rank; a MiheadError it
+        raises is raised on every rank, so that all of them stop with the same message."""
+        if self.world_size == 1:
+            return make()
+        box: list[Any] = [None]
+        if self.is_main:
+            try:
+                box = [(True, make())]
+            except MiheadError as exc:
+                box = [(False, exc)]
+        dist.broadcast_object_list(box, src=0, group=_control_group())
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on at least one (e.g. a stop request)."""
+        if self.world_size == 1:
+            return flag
+        t = torch.tensor([int(flag)])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_control_group())
+        return bool(t.item())
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        """The mean over ranks of ``values`` (no gradient), e.g. per-rank loss sums to log."""
+        if self.world_size == 1:
+            return values
+        values = values.detach().clone()
+        dist.all_reduce(values)
+        return values / self.world_size
+
+
+def current() -> Cluster:
+    """The cluster of the initialised process group, or a single process."""
+    if not _multi_process():
+        return Cluster()
+    rank = dist.get_rank()
+    return Cluster(rank, dist.get_world_size(), int(os.environ.get("LOCAL_RANK", rank)))
+
+
+@contextmanager
+def process_group(device_name: str) -> Iterator[Cluster]:
+    """Initialise torch.distributed from torchrun's environment for the recipe's
+    ``train.device``, yield the cluster, and tear it down afterwards. Without torchrun's
+    environment, with one process, or in a process group started by the caller, nothing is
+    initialised here."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1 or dist.is_initialized():
+        yield current()
+        return
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name)
+    device_id = None
+    if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise RecipeError(
+                f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA device(s) are visible; "
+                "start at most one process per GPU (torchrun --nproc_per_node)"
+            )
+        device_id = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device_id)
+    global _control
+    dist.init_process_group("nccl" if device_id is not None else "gloo", device_id=device_id)
+    try:
+        yield current()
+    finally:
+        _control = None
+        dist.destroy_process_group()

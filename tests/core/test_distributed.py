@@ -1,0 +1,219 @@
+"""Data-parallel training: sharding, MI over the global batch, DDP gradients, torchrun runs.
+
+The equivalence tests run 2 gloo processes on CPU (torch.multiprocessing spawn, file://
+rendezvous in tmp_path) and compare them with one process holding both processes' samples.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from corehelp import QUICKSTART, sets, subprocess_env
+from torch import nn
+
+from mihead import cli
+from mihead.contracts import (
+    AugmenterParams,
+    BatchAugmenter,
+    ImageAugmenter,
+    ImageSpec,
+    ModelOutputs,
+    Objective,
+    ObjectiveContext,
+)
+from mihead.data import make_view_source
+from mihead.distributed import Cluster, current, global_batch_mean
+from mihead.errors import RecipeError
+from mihead.plugins import Registry
+
+HEADS, VIEWS, BATCH, K, K_OVER, DIM = 3, 2, 6, 4, 7, 5
+
+
+class TinyHeads(nn.Module):
+    """Inputs [V, B, DIM] -> three main heads and one overclustering head on a shared trunk,
+    the same weights in every process."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.trunk = nn.Linear(DIM, 16)
+        self.heads = nn.ModuleList(nn.Linear(16, K) for _ in range(HEADS))
+        self.over = nn.Linear(16, K_OVER)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+
+    def forward(self, x: torch.Tensor) -> ModelOutputs:
+        f = torch.tanh(self.trunk(x))
+        probs = torch.stack([h(f).softmax(-1) for h in self.heads])
+        return ModelOutputs(probs=probs, over_probs=self.over(f).softmax(-1)[None], features={})
+
+
+class ModelLoss(nn.Module):
+    """The tiny model followed by one objective: inputs -> scalar loss."""
+
+    def __init__(self, objective: type[Objective]) -> None:
+        super().__init__()
+        self.model = TinyHeads()
+        context = ObjectiveContext(heads=HEADS, views=VIEWS, clusters=K, overclusters=K_OVER, feature_channels={})
+        self.objective = objective(objective.Params(), context)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.objective(self.model(x))
+
+
+def loss_and_grads(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss of ``x`` and every parameter's gradient (zeros where a term leaves it unused)."""
+    loss = module(x)
+    loss.backward()
+    if isinstance(module, nn.parallel.DistributedDataParallel):
+        module = module.module
+    grads = {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for n, p in module.named_parameters()}
+    return loss.detach(), grads
+
+
+def _rank_worker(
+    rank: int, world: int, rendezvous: str, x: torch.Tensor, objectives: list[type[Objective]], out: str
+) -> None:
+    """One rank: its shard of ``x`` through each objective, in DDP; results saved to ``out``."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
+    try:
+        cluster = current()
+        assert (cluster.rank, cluster.world_size) == (rank, world)
+        shard = x[:, rank * BATCH : (rank + 1) * BATCH]
+        results = {cls.name: loss_and_grads(cluster.wrap(ModelLoss(cls)), shard) for cls in objectives}
+        torch.save(results, Path(out) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def mi_objectives(registry: Registry) -> list[type[Objective]]:
+    names = [n for n in ("iic", "dhog_push") if n in registry.names("objective")]
+    assert "iic" in names
+    return [registry.get("objective", n).cls for n in names]
+
+
+def test_two_processes_give_the_loss_and_gradients_of_one_process_with_both_batches(
+    tmp_path: Path, mi_objectives: list[type[Objective]]
+) -> None:
+    """N = 2 processes of batch B, their joint tables all-reduced and their gradients averaged
+    by DDP, give the loss and the gradients of one process of batch 2B: the all-reduce's
+    backward sums the ranks' gradients (factor N) and DDP divides by N."""
+    world = 2
+    x = torch.randn(VIEWS, world * BATCH, DIM, generator=torch.Generator().manual_seed(1))
+    mp.spawn(_rank_worker, args=(world, str(tmp_path / "rendezvous"), x, mi_objectives, str(tmp_path)), nprocs=world)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]
+    for cls in mi_objectives:
+        loss, grads = loss_and_grads(ModelLoss(cls), x)
+        local_loss, local_grads = loss_and_grads(ModelLoss(cls), x[:, :BATCH])
+        assert abs(float(local_loss - loss)) > 1e-3, "the shards alone must differ, or the test proves nothing"
+        for r, results in enumerate(ranks):
+            rank_loss, rank_grads = results[cls.name]
+            torch.testing.assert_close(rank_loss, loss, rtol=1e-5, atol=1e-6, msg=f"{cls.name} loss, rank {r}")
+            assert rank_grads.keys() == grads.keys()
+            for name, g in grads.items():
+                message = f"{cls.name} d/d{name}, rank {r}"
+                torch.testing.assert_close(rank_grads[name], g, rtol=1e-4, atol=1e-6, msg=message)
+        assert any(not torch.allclose(local_grads[n], g, atol=1e-4) for n, g in grads.items())
+
+
+def test_one_process_cluster_is_the_identity() -> None:
+    cluster = current()
+    assert cluster == Cluster() and cluster.is_main
+    module = nn.Linear(2, 2)
+    assert cluster.wrap(module) is module
+    assert cluster.from_main(lambda: 7) == 7
+    assert cluster.any(True) and not cluster.any(False)
+    values = torch.tensor([1.0, 4.0])
+    assert torch.equal(cluster.mean(values), values)
+    assert torch.equal(global_batch_mean(values, 4), values / 4)
+    assert cluster.device(torch.device("cpu")) == torch.device("cpu")
+    assert Cluster(1, 2, 1).device(torch.device("cuda")) == torch.device("cuda", 1)
+
+
+def test_sync_batchnorm_converts_only_with_several_processes_on_cuda() -> None:
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    keys = set(model.state_dict())
+    assert Cluster().sync_batchnorm(model, torch.device("cpu")) is model
+    with pytest.raises(RecipeError, match="sync_batchnorm"):
+        Cluster(0, 2).sync_batchnorm(model, torch.device("cpu"))
+    synced = Cluster(0, 2).sync_batchnorm(model, torch.device("cuda"))  # conversion needs no GPU
+    assert isinstance(synced[1], nn.SyncBatchNorm) and set(synced.state_dict()) == keys
+
+
+class IndexViews(ImageAugmenter, BatchAugmenter):
+    """Views that are the image itself, whose one pixel holds its index: batches read back
+    as the indices of the images they hold."""
+
+    name = "index_views"
+
+    def views(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return np.stack([image] * self.num_views)
+
+    def eval_view(self, image: np.ndarray) -> np.ndarray:
+        return image
+
+    def batch_views(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return images.float().div(255)[None].expand(self.num_views, *images.shape)
+
+    def eval_batch(self, images: torch.Tensor) -> torch.Tensor:
+        return images.float().div(255)
+
+
+def batch_indices(where: str, batch_size: int, rank: int, world: int, epoch: int, skip: int = 0) -> list[list[int]]:
+    images = np.arange(23, dtype=np.uint8).reshape(23, 1, 1, 1)
+    augmenter = IndexViews(AugmenterParams(views=2), ImageSpec(channels=1, size=1))
+    source = make_view_source(
+        images, augmenter, where, batch_size=batch_size, num_workers=0, seed=5,
+        device=torch.device("cpu"), rank=rank, world_size=world,
+    )  # fmt: skip
+    assert source.steps_per_epoch == 23 // (batch_size * world)
+    return [views[0, :, 0, 0, 0].mul(255).round().long().tolist() for views in source.train_batches(epoch, skip)]
+
+
+@pytest.mark.parametrize("where", ["workers", "device"])
+def test_each_rank_takes_its_chunk_of_the_single_process_global_batch(where: str) -> None:
+    for epoch in (0, 1):
+        single = batch_indices(where, 10, 0, 1, epoch)
+        ranks = [batch_indices(where, 5, r, 2, epoch) for r in range(2)]
+        assert len(single) == 2
+        assert [a + b for a, b in zip(*ranks)] == single
+        assert batch_indices(where, 5, 1, 2, epoch, skip=1) == ranks[1][1:]
+    assert batch_indices(where, 10, 0, 1, 0) != batch_indices(where, 10, 0, 1, 1)
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_write_one_run_that_resumes_in_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """torchrun, 2 gloo processes of 50 images on 200 digits: one run directory, one summary,
+    one log line per epoch; then the run continues in one process (another world size)."""
+    run_dir = tmp_path / "run"
+    tiny = sets("train.epochs=1", "train.batch_size=50", "head.overclusters=5", "eval.every=0")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run(
+        [*command, "-m", "mihead", "run", str(QUICKSTART), *tiny, "--out", str(run_dir)],
+        cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("summary.json")] == [Path("run/summary.json")]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["world_size"], summary["epochs"], summary["steps"]) == (2, 1, 2)  # 200 // (2 x 50)
+    assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert done.stderr.count("Per-head results") == 1  # rank 1 is quiet
+
+    assert cli.main(["run", "--resume", str(run_dir), "--set", "train.epochs=2"]) == 0
+    capsys.readouterr()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["world_size"], summary["epochs"], summary["steps"]) == (1, 2, 8)  # epoch 2: 4 steps of 50
+    assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2]
