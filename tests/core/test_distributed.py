@@ -1,7 +1,10 @@
 """Data-parallel training: sharding, MI over the global batch, DDP gradients, torchrun runs.
 
-The equivalence tests run 2 gloo processes on CPU (torch.multiprocessing spawn, file://
-rendezvous in tmp_path) and compare them with one process holding both processes' samples.
+The equivalence test runs 2 gloo processes on CPU (torch.multiprocessing spawn, file://
+rendezvous in tmp_path), each with the engine's model-plus-objectives module in DDP, and
+compares them with one process: holding both processes' samples for the global terms (MI),
+holding each process's samples for the per-rank terms (DCCM's), whose DDP gradient must be the
+mean of the per-rank gradients.
 """
 
 from __future__ import annotations
@@ -31,15 +34,26 @@ from mihead.contracts import (
 )
 from mihead.data import make_view_source
 from mihead.distributed import Cluster, current, global_batch_mean
+from mihead.engine import _LossTerms
 from mihead.errors import RecipeError
 from mihead.plugins import Registry
 
 HEADS, VIEWS, BATCH, K, K_OVER, DIM = 3, 2, 6, 4, 7, 5
+GLOBAL = ("iic", "dhog_push")  # terms of the global batch's joint tables
+PER_RANK = ("dccm_graph", "dccm_label", "dccm_triplet_mi")  # terms of each rank's own batch
+LINEAR = ("dccm_label",)  # per-sample terms: per rank, yet with the global batch's gradient
+# thresholds low enough for the tiny model's predictions to make graph edges and labels
+PARAMS = {
+    "dccm_graph": {"thres1": 0.5},
+    "dccm_label": {"thres2": 0.3},
+    "dccm_triplet_mi": {"thres1": 0.5, "hidden": 8},
+}
 
 
 class TinyHeads(nn.Module):
     """Inputs [V, B, DIM] -> three main heads and one overclustering head on a shared trunk,
-    the same weights in every process."""
+    the same weights in every process, and the trunk's output as ``deep`` [V, B, 16] and
+    ``shallow`` [V, B, 4, 2, 2] features."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -54,25 +68,23 @@ class TinyHeads(nn.Module):
     def forward(self, x: torch.Tensor) -> ModelOutputs:
         f = torch.tanh(self.trunk(x))
         probs = torch.stack([h(f).softmax(-1) for h in self.heads])
-        return ModelOutputs(probs=probs, over_probs=self.over(f).softmax(-1)[None], features={})
+        features = {"deep": f, "shallow": f.unflatten(-1, (4, 2, 2))}
+        return ModelOutputs(probs=probs, over_probs=self.over(f).softmax(-1)[None], features=features)
 
 
-class ModelLoss(nn.Module):
-    """The tiny model followed by one objective: inputs -> scalar loss."""
-
-    def __init__(self, objective: type[Objective]) -> None:
-        super().__init__()
-        self.model = TinyHeads()
-        context = ObjectiveContext(heads=HEADS, views=VIEWS, clusters=K, overclusters=K_OVER, feature_channels={})
-        self.objective = objective(objective.Params(), context)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.objective(self.model(x))
+def loss_terms(objective: type[Objective]) -> _LossTerms:
+    """The engine's module of the tiny model and one objective, built from seed 0 (an
+    objective's own weights and random draws come from torch's global generator)."""
+    torch.manual_seed(0)
+    context = ObjectiveContext(HEADS, VIEWS, K, K_OVER, feature_channels={"deep": 16, "shallow": 4})
+    params = objective.Params(**PARAMS.get(objective.name, {}))
+    return _LossTerms(TinyHeads(), [(objective.name, 1.0, objective(params, context))])
 
 
 def loss_and_grads(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of ``x`` and every parameter's gradient (zeros where a term leaves it unused)."""
-    loss = module(x)
+    loss = sum(module(x).values())
+    assert isinstance(loss, torch.Tensor)
     loss.backward()
     if isinstance(module, nn.parallel.DistributedDataParallel):
         module = module.module
@@ -90,41 +102,53 @@ def _rank_worker(
         cluster = current()
         assert (cluster.rank, cluster.world_size) == (rank, world)
         shard = x[:, rank * BATCH : (rank + 1) * BATCH]
-        results = {cls.name: loss_and_grads(cluster.wrap(ModelLoss(cls)), shard) for cls in objectives}
+        results = {cls.name: loss_and_grads(cluster.wrap(loss_terms(cls)), shard) for cls in objectives}
         torch.save(results, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
-def mi_objectives(registry: Registry) -> list[type[Objective]]:
-    names = [n for n in ("iic", "dhog_push") if n in registry.names("objective")]
+def objectives(registry: Registry) -> list[type[Objective]]:
+    names = [n for n in (*GLOBAL, *PER_RANK) if n in registry.names("objective")]
     assert "iic" in names
     return [registry.get("objective", n).cls for n in names]
 
 
+def assert_grads_close(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], what: str) -> None:
+    assert got.keys() == want.keys()
+    for name, g in want.items():
+        torch.testing.assert_close(got[name], g, rtol=1e-4, atol=1e-6, msg=f"{what}: d/d{name}")
+
+
 def test_two_processes_give_the_loss_and_gradients_of_one_process_with_both_batches(
-    tmp_path: Path, mi_objectives: list[type[Objective]]
+    tmp_path: Path, objectives: list[type[Objective]]
 ) -> None:
     """N = 2 processes of batch B, their joint tables all-reduced and their gradients averaged
     by DDP, give the loss and the gradients of one process of batch 2B: the all-reduce's
-    backward sums the ranks' gradients (factor N) and DDP divides by N."""
+    backward sums the ranks' gradients (factor N) and DDP divides by N. A per-rank term is
+    each rank's own loss, with the mean of the ranks' gradients (objective weights included)."""
     world = 2
     x = torch.randn(VIEWS, world * BATCH, DIM, generator=torch.Generator().manual_seed(1))
-    mp.spawn(_rank_worker, args=(world, str(tmp_path / "rendezvous"), x, mi_objectives, str(tmp_path)), nprocs=world)
+    mp.spawn(_rank_worker, args=(world, str(tmp_path / "rendezvous"), x, objectives, str(tmp_path)), nprocs=world)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]
-    for cls in mi_objectives:
-        loss, grads = loss_and_grads(ModelLoss(cls), x)
-        local_loss, local_grads = loss_and_grads(ModelLoss(cls), x[:, :BATCH])
-        assert abs(float(local_loss - loss)) > 1e-3, "the shards alone must differ, or the test proves nothing"
-        for r, results in enumerate(ranks):
-            rank_loss, rank_grads = results[cls.name]
-            torch.testing.assert_close(rank_loss, loss, rtol=1e-5, atol=1e-6, msg=f"{cls.name} loss, rank {r}")
-            assert rank_grads.keys() == grads.keys()
-            for name, g in grads.items():
-                message = f"{cls.name} d/d{name}, rank {r}"
-                torch.testing.assert_close(rank_grads[name], g, rtol=1e-4, atol=1e-6, msg=message)
-        assert any(not torch.allclose(local_grads[n], g, atol=1e-4) for n, g in grads.items())
+    for cls in objectives:
+        loss, grads = loss_and_grads(loss_terms(cls), x)
+        shards = [loss_and_grads(loss_terms(cls), x[:, r * BATCH : (r + 1) * BATCH]) for r in range(world)]
+        mean_grads = {n: sum(g[n] for _, g in shards) / world for n in grads}
+        assert any(g.abs().max() > 1e-4 for g in grads.values()), f"{cls.name} has no gradient: proves nothing"
+        assert abs(float(shards[0][0] - loss)) > 1e-4, f"{cls.name}: the shards alone must differ"
+        for r, (rank_loss, rank_grads) in enumerate(ranks[i][cls.name] for i in range(world)):
+            if cls.name in GLOBAL:
+                torch.testing.assert_close(rank_loss, loss, rtol=1e-5, atol=1e-6, msg=f"{cls.name} loss, rank {r}")
+                assert_grads_close(rank_grads, grads, f"{cls.name}, rank {r} vs one process")
+                assert any(not torch.allclose(mean_grads[n], g, atol=1e-4) for n, g in grads.items())
+            else:
+                message = f"{cls.name} loss, rank {r} vs its shard"
+                torch.testing.assert_close(rank_loss, shards[r][0], rtol=1e-5, atol=1e-6, msg=message)
+                assert_grads_close(rank_grads, mean_grads, f"{cls.name}, rank {r} vs the ranks' mean")
+            if cls.name in LINEAR:
+                assert_grads_close(rank_grads, grads, f"{cls.name}, rank {r} vs one process")
 
 
 def test_one_process_cluster_is_the_identity() -> None:
