@@ -9,7 +9,7 @@ tensors and plain values and cannot run code; a damaged file falls back to the p
 from __future__ import annotations
 
 import os
-import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +61,11 @@ def _read(path: Path) -> dict[str, Any]:
     return state
 
 
-def load_checkpoint(run_dir: Path, *, fallback: bool = True) -> dict[str, Any]:
+def load_checkpoint(
+    run_dir: Path, *, fallback: bool = True, warn: Callable[[str], None] = print
+) -> dict[str, Any]:
     """The latest good checkpoint of a run; with ``fallback``, the previous one when the
-    latest is missing or damaged (with a warning that names both)."""
+    latest is missing or damaged (``warn`` gets a one-line message naming both)."""
     path = run_dir / CHECKPOINT
     try:
         return _read(path)
@@ -72,5 +74,5 @@ def load_checkpoint(run_dir: Path, *, fallback: bool = True) -> dict[str, Any]:
         if not fallback or not previous.exists():
             raise
         state = _read(previous)
-        warnings.warn(f"{latest}; resuming from the previous checkpoint {previous}", stacklevel=2)
+        warn(f"{latest}; using the previous checkpoint {previous}")
         return state

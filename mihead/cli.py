@@ -18,7 +18,9 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+from rich.text import Text  # noqa: E402
 
+from mihead.checkpoint import CHECKPOINT, PREVIOUS  # noqa: E402
 from mihead.contracts import describe  # noqa: E402
 from mihead.errors import MiheadError, RecipeError  # noqa: E402
 from mihead.plugins import Registry, load_registry  # noqa: E402
@@ -29,17 +31,21 @@ __all__ = ["main"]
 RECIPE_FILE = "recipe.toml"
 
 
+def _warn(console: Console, message: str) -> None:
+    console.print(Text(f"mihead: warning: {message}", style="yellow"))
+
+
 def _registry(console: Console) -> Registry:
     registry = load_registry()
     for problem in registry.problems:
-        console.print(f"[yellow]mihead: warning: {problem}[/]", highlight=False)
+        _warn(console, problem)
     return registry
 
 
 def _new_run_dir(recipe: Recipe, out: str | None) -> Path:
     if out is not None:
         run_dir = Path(out)
-        if (run_dir / RECIPE_FILE).exists():
+        if any((run_dir / name).exists() for name in (CHECKPOINT, PREVIOUS)):
             raise RecipeError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out")
     else:
         name = recipe.run.name or Path(recipe.source).stem
@@ -91,7 +97,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         if not cluster.is_main:
             console = Console(stderr=True, quiet=True)
         if args.resume:
-            state = cluster.from_main(lambda: load_checkpoint(run_dir))
+            state = cluster.from_main(lambda: load_checkpoint(run_dir, warn=lambda m: _warn(console, m)))
             console.print(f"resuming [bold]{run_dir}[/] at step {state['step']}", highlight=False)
             trainer = Trainer(recipe, run_dir, console)
             trainer.load_state(state)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,7 +54,7 @@ __all__ = [
 @dataclasses.dataclass(frozen=True)
 class RunParams(Params):
     name: str = param("", "run name; the run directory is OUT/NAME-TIMESTAMP ('' = recipe file name)")
-    seed: int = param(0, "seed of every random number generator", ge=0)
+    seed: int = param(0, "seed of every random number generator", ge=0, le=2**32 - 1)
     out: str = param("runs", "folder in which run directories are made")
 
 
@@ -209,7 +210,7 @@ def _type_name(tp: Any) -> str:
     if origin is list:
         (arg,) = typing.get_args(tp)
         return f"a list of {_type_name(arg)}"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+    return {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}.get(
         tp, getattr(tp, "__name__", str(tp))
     )
 
@@ -229,7 +230,7 @@ def _coerce(value: Any, tp: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
     elif tp is str:
         if isinstance(value, str):
