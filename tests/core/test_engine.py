@@ -262,7 +262,9 @@ def test_partial_metrics_line_from_a_kill_is_dropped_on_resume(tmp_path: Path, r
 @dataclasses.dataclass(frozen=True)
 class ScriptedParams(ObjectiveParams):
     at: int = param(3, "1-based training step at which the objective misbehaves", ge=1)
-    value: float = param(math.nan, "what the term is multiplied by from that step on")
+    value: str = param(
+        "nan", "what the term is multiplied by from that step on", choices=("nan", "inf", "-inf")
+    )
 
 
 class _Scripted(Objective):
@@ -285,7 +287,7 @@ class BecomesNonFinite(_Scripted):
 
     def forward(self, outputs: ModelOutputs) -> torch.Tensor:
         loss = self.mi_loss(outputs)
-        return loss * self.params.value if self.calls >= self.params.at else loss
+        return loss * float(self.params.value) if self.calls >= self.params.at else loss
 
 
 class SendsSigint(_Scripted):
@@ -325,10 +327,10 @@ def test_sigint_stops_cleanly_after_a_checkpoint(tmp_path: Path) -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
-@pytest.mark.parametrize(("at", "value"), [(3, math.nan), (5, math.inf), (1, -math.inf)])
-def test_nonfinite_loss_stops_the_run_and_keeps_the_good_checkpoint(tmp_path: Path, at: int, value: float) -> None:
+@pytest.mark.parametrize(("at", "value"), [(3, "nan"), (5, "inf"), (1, "-inf")])
+def test_nonfinite_loss_stops_the_run_and_keeps_the_good_checkpoint(tmp_path: Path, at: int, value: str) -> None:
     run_dir = tmp_path / "run"
-    trainer = trainer_for(run_dir, "becomes_nonfinite", f"objective.0.at={at}", f"objective.0.value={value}")
+    trainer = trainer_for(run_dir, "becomes_nonfinite", f"objective.0.at={at}", f'objective.0.value="{value}"')
     with pytest.raises(NumericalError) as info:
         trainer.fit()
     message = str(info.value)
