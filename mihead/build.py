@@ -19,7 +19,7 @@ from mihead.errors import DataError
 from mihead.model import MultiHeadModel
 from mihead.recipe import Recipe
 
-__all__ = ["Built", "build"]
+__all__ = ["Built", "build", "build_model"]
 
 
 @dataclasses.dataclass
@@ -78,12 +78,22 @@ def build(recipe: Recipe, device: torch.device, rank: int = 0, world_size: int =
         world_size=world_size,
     )
 
-    head_params = recipe.head.params
-    clusters = head_params.clusters or len(train_data.classes)  # type: ignore[attr-defined]
+    clusters = recipe.head.params.clusters or len(train_data.classes)  # type: ignore[attr-defined]
     if clusters < 2:
         raise DataError(
             f"dataset {dataset.name!r} does not name its classes; set head.clusters to the number of clusters"
         )
+    model, objectives = build_model(recipe, augmenter, clusters, device)
+    return Built(train_data, eval_data, augmenter, source, model, objectives, device)
+
+
+def build_model(
+    recipe: Recipe, augmenter: Augmenter, clusters: int, device: torch.device
+) -> tuple[MultiHeadModel, list[tuple[str, float, Objective]]]:
+    """The recipe's model (backbone and heads, ``clusters`` per main head) for the views that
+    ``augmenter`` makes, and its objectives as (term name, weight, module), on ``device``.
+    Needs no data: benchmarks build the exact model of a recipe from it."""
+    head_params = recipe.head.params
     backbone = recipe.backbone.cls(recipe.backbone.params, augmenter.output)
     per = head_params.per_attachment  # type: ignore[attr-defined]
     points = [ch for ch in backbone.attach_channels for _ in range(per)]
@@ -109,4 +119,4 @@ def build(recipe: Recipe, device: torch.device, rank: int = 0, world_size: int =
         (name, s.params.weight, s.cls(s.params, context).to(device))  # type: ignore[attr-defined]
         for name, s in zip(_term_names(recipe), recipe.objectives)
     ]
-    return Built(train_data, eval_data, augmenter, source, model, objectives, device)
+    return model, objectives

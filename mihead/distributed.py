@@ -82,7 +82,7 @@ def global_batch_mean(local_sum: torch.Tensor, count: int) -> torch.Tensor:
     holding the whole global batch (see the module docstring)."""
     if not _multi_process():
         return local_sum / count
-    total = torch.tensor(float(count), device=local_sum.device)
+    total = torch.full((), float(count), device=local_sum.device)  # a fill kernel: no host sync
     dist.all_reduce(total)
     return _SumOverRanks.apply(local_sum) / total
 

@@ -256,7 +256,7 @@ class Trainer:
                     for n, t in terms.items():
                         sums[n] += t
                         bad = ~torch.isfinite(t) & (first_bad[n] < 0)
-                        first_bad[n] = torch.where(bad, torch.tensor(self.step, device=self.device), first_bad[n])
+                        first_bad[n] = first_bad[n].masked_fill(bad, self.step)  # no host-to-device copy: no sync
                     self.step += 1
                     self.step_in_epoch += 1
                     epoch_steps += 1

@@ -1,0 +1,381 @@
+"""One DHOG CIFAR-10 training step, timed: mihead's step beside a plain eager fp32 baseline.
+
+    python bench/train_step.py                                       # GPU: the recipe's full size
+    python bench/train_step.py --batch 16 --width 0.25 --size 32     # CPU defaults (2 cores: < 1 min)
+    python bench/train_step.py --compile --channels-last --no-bf16   # switches (see --help)
+
+The model and objectives are those of recipes/dhog_cifar10.toml (ResNet-18 with blocks 1-3
+shared and 5 copies of block 4, 8 MLP heads, 4 views, ``iic`` pull + 0.05 ``dhog_push``),
+built by :func:`mihead.build.build_model` from the loaded recipe, with the sizes of the command
+line set as recipe overrides. Views are random tensors: the step's time excludes data loading
+and augmentation (bench/augment.py measures those).
+
+Two configurations of the same model (same initial weights) are timed in the same run:
+
+* baseline: eager fp32, no autocast, no channels-last, no compile, and the MI of the head pairs
+  and view pairs in Python loops over the pairs, as a naive implementation writes them
+  (:func:`naive_loss`, written here independently of mihead.mi);
+* mihead: the engine's step (mihead/engine.py ``_train_step``): bf16 autocast on CUDA
+  (``train.precision = auto``), channels-last on CUDA, optional torch.compile of the model,
+  every head's and view pair's MI batched in one operation (mihead/mi.py).
+
+Before timing, the naive loss and the objectives' batched loss (and their gradients with
+respect to the heads' probabilities) are asserted equal on the same fp32 outputs, and one
+forward+loss+backward of the mihead step is audited for operations that force a host sync
+(``.item()``, ``bool(tensor)``, ``nonzero``, host data copied in). Printed per configuration:
+step time, images/s (images = batch) and views/s, peak memory (CUDA: max_memory_allocated;
+CPU: the process's peak RSS so far), and the FLOPs of one forward+backward (counted with
+FlopCounterMode) as a fraction of the GPU's dense bf16 peak, or as GFLOP/s on CPU. On CUDA,
+the largest batch whose mihead step fits is then found by doubling until out-of-memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from mihead.build import build_model
+from mihead.contracts import ImageSpec, ModelOutputs, Objective
+from mihead.device import autocast
+from mihead.model import MultiHeadModel
+from mihead.optim import make_optimizer
+from mihead.plugins import load_registry
+from mihead.recipe import Recipe, load_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "recipes" / "dhog_cifar10.toml"
+CIFAR = ImageSpec(channels=3, size=32)  # the dataset's images, before the augmenter
+CIFAR_CLASSES = 10
+EPS = 1e-10
+# dense bf16 tensor-core peaks in FLOP/s (vendor figures, without sparsity), by device name
+BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+# operations that make the host wait for the device (or, for lift_fresh, copy host data in)
+SYNC_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "is_nonzero", "equal", "_unique2", "lift_fresh"}
+
+Terms = list[tuple[str, float, Objective]]
+
+
+# --- the naive loss --------------------------------------------------------------------------
+def naive_mi(z: torch.Tensor, z2: torch.Tensor, symmetric: bool, lamb: float = 1.0) -> torch.Tensor:
+    """MI of the assignments of two [B, K] probability batches, as IIC's reference code writes
+    it: the joint P = mean_b z_b z2_b^T by broadcasting, (P + P^T) / 2 for two views of one
+    head, then sum_ij P_ij (log P_ij - lamb log P_i - lamb log P_j), logs clamped at EPS."""
+    p = (z.unsqueeze(2) * z2.unsqueeze(1)).sum(0) / z.shape[0]
+    if symmetric:
+        p = (p + p.t()) / 2
+    p_i = p.sum(1, keepdim=True).expand_as(p)
+    p_j = p.sum(0, keepdim=True).expand_as(p)
+    log = lambda t: t.clamp_min(EPS).log()  # noqa: E731
+    return (p * (log(p) - lamb * log(p_i) - lamb * log(p_j))).sum()
+
+
+def naive_pull(probs: torch.Tensor, lamb: float) -> torch.Tensor:
+    """-MI_pull (DHOG eq. 3): minus the mean over heads and view pairs v < w, one pair at a time."""
+    heads, views = probs.shape[:2]
+    terms = [naive_mi(probs[h, v], probs[h, w], True, lamb) for h in range(heads) for v in range(views) for w in range(v + 1, views)]
+    return -sum(terms) / len(terms)  # type: ignore[return-value]
+
+
+def naive_push(probs: torch.Tensor) -> torch.Tensor:
+    """MI_push (DHOG eq. 4), averaged over views: head i (from 1) sums its MI with each earlier
+    head j < i (detached: the hierarchy's gradient stop), divided by i; one pair at a time."""
+    heads, views = probs.shape[:2]
+    total = probs.new_zeros(())
+    for v in range(views):
+        for i in range(heads):
+            for j in range(i):
+                total = total + naive_mi(probs[i, v], probs[j, v].detach(), False) / (i + 1)
+    return total / views
+
+
+def naive_loss(outputs: ModelOutputs, objectives: Terms) -> torch.Tensor:
+    """The recipe's weighted sum of terms, computed by :func:`naive_pull` and :func:`naive_push`."""
+    loss = outputs.probs.new_zeros(())
+    for _, weight, objective in objectives:
+        if objective.name == "iic":
+            lamb = objective.params.lamb  # type: ignore[attr-defined]
+            term = naive_pull(outputs.probs, lamb)
+            if objective.params.overclustering and outputs.over_probs is not None:  # type: ignore[attr-defined]
+                term = term + naive_pull(outputs.over_probs, lamb)
+        elif objective.name == "dhog_push":
+            term = naive_push(outputs.probs)
+        else:
+            raise SystemExit(f"bench/train_step.py has no naive form of objective {objective.name!r}")
+        loss = loss + weight * term
+    return loss
+
+
+def batched_loss(outputs: ModelOutputs, objectives: Terms) -> torch.Tensor:
+    """The weighted sum of the objectives' terms, as the engine sums them."""
+    return sum(weight * objective(outputs) for _, weight, objective in objectives)  # type: ignore[return-value]
+
+
+def check_losses(outputs: ModelOutputs, objectives: Terms) -> str:
+    """Asserts that :func:`naive_loss` and :func:`batched_loss` agree on ``outputs``, in value
+    and in gradient with respect to the main heads' probabilities; returns the figures."""
+    naive, batched = naive_loss(outputs, objectives), batched_loss(outputs, objectives)
+    g_naive = torch.autograd.grad([naive], [outputs.probs], retain_graph=True)[0]
+    g_batched = torch.autograd.grad([batched], [outputs.probs])[0]
+    a, b = float(naive.detach()), float(batched.detach())
+    diff, gdiff, scale = abs(a - b), float((g_naive - g_batched).abs().max()), float(g_naive.abs().max())
+    assert diff <= 1e-5 + 1e-4 * abs(a), f"naive loss {a} and batched loss {b} differ"
+    assert gdiff <= 1e-4 * scale + 1e-9, f"naive and batched gradients differ by up to {gdiff}"
+    return f"naive {a:.7f} batched {b:.7f} |diff| {diff:.2e}; gradient max |diff| {gdiff:.2e} (max |gradient| {scale:.2e})"
+
+
+# --- the steps -------------------------------------------------------------------------------
+class Step:
+    """One optimiser step of a model and its objectives on fixed views, in one configuration."""
+
+    def __init__(
+        self,
+        model: MultiHeadModel,
+        objectives: Terms,
+        recipe: Recipe,
+        device: torch.device,
+        *,
+        naive: bool,
+        precision: str,
+        channels_last: bool,
+        compile: bool,
+    ) -> None:
+        self.model, self.objectives, self.device = model, objectives, device
+        self.naive, self.precision, self.channels_last = naive, precision, channels_last
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.forward: Callable[[torch.Tensor], ModelOutputs] = torch.compile(model) if compile else model  # type: ignore[assignment]
+        params = list(model.parameters()) + [p for _, _, o in objectives for p in o.parameters()]
+        self.optimizer = make_optimizer(params, recipe.train)
+
+    def loss(self, views: torch.Tensor) -> torch.Tensor:
+        """The forward pass and the loss (what the engine's ``_LossTerms`` and sum compute)."""
+        if self.channels_last and views.ndim == 4:  # as the engine: 5-D views stay as they are
+            views = views.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.precision):
+            outputs = self.forward(views)
+            if self.naive:
+                return naive_loss(outputs, self.objectives)
+            return batched_loss(outputs, self.objectives)
+
+    def __call__(self, views: torch.Tensor) -> None:
+        loss = self.loss(views)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+
+def synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _SyncAudit(TorchDispatchMode):
+    """Records the operations of :data:`SYNC_OPS` run under it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        name = func.overloadpacket.__name__
+        if name in SYNC_OPS:
+            self.seen.append(name)
+        elif name in ("index", "index_put", "index_put_") and any(
+            i is not None and i.dtype == torch.bool for i in args[1]
+        ):  # a boolean mask is turned into indices by a nonzero inside the op
+            self.seen.append(f"{name} with a boolean mask")
+        return func(*args, **(kwargs or {}))
+
+
+def audit_syncs(step: Step, views: torch.Tensor) -> list[str]:
+    """Host-syncing operations in one eager forward + loss + backward of ``step``. The
+    optimiser is left out: Adam keeps its step count on the host (torch's default when not
+    ``capturable``), so its ``.item()`` reads host memory and does not wait for the device."""
+    audit = _SyncAudit()
+    with audit:
+        loss = step.loss(views)
+        loss.backward()
+    step.optimizer.zero_grad(set_to_none=True)
+    return audit.seen
+
+
+def count_flops(step: Step, views: torch.Tensor) -> int:
+    """FLOPs of one forward + loss + backward (matrix products and convolutions)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step.loss(views).backward()
+    step.optimizer.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def peak_memory(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.max_memory_allocated(device) / 2**20:,.0f} MiB (max_memory_allocated)"
+    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:,.0f} MiB (process peak RSS so far)"
+
+
+def time_step(step: Step, views: torch.Tensor, warmup: int, steps: int) -> tuple[float, float]:
+    """(seconds of the first warm-up step, which includes any compilation; mean seconds per
+    timed step). Warm-up steps are not timed; the device is synchronised around the timed
+    steps only."""
+    if step.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(step.device)
+    synchronise(step.device)
+    start = time.perf_counter()
+    step(views)
+    synchronise(step.device)
+    first = time.perf_counter() - start
+    for _ in range(warmup - 1):
+        step(views)
+    synchronise(step.device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(views)
+    synchronise(step.device)
+    return first, (time.perf_counter() - start) / steps
+
+
+def largest_batch(step: Step, views: torch.Tensor, limit: int) -> tuple[int, int | None]:
+    """(largest batch that ran, the first that ran out of memory or None), doubling from the
+    batch of ``views``; the batch of the views is doubled by repeating them."""
+    batch, fitted = views.shape[1], 0
+    while batch <= limit:
+        try:
+            big = views.repeat(1, batch // views.shape[1], 1, 1, 1)
+            step(big)
+            step(big)
+            synchronise(step.device)
+            fitted = batch
+        except torch.cuda.OutOfMemoryError:
+            return fitted, batch
+        finally:
+            big = None
+            step.optimizer.zero_grad(set_to_none=True)
+            gc.collect()
+            torch.cuda.empty_cache()
+        batch *= 2
+    return fitted, None
+
+
+def bf16_peak(device: torch.device) -> tuple[str, float | None]:
+    name = torch.cuda.get_device_name(device)
+    return name, next((peak for key, peak in BF16_PEAK.items() if key in name), None)
+
+
+def report(label: str, step: Step, views: torch.Tensor, flops: int, warmup: int, steps: int) -> float:
+    first, seconds = time_step(step, views, warmup, steps)
+    v, b = views.shape[:2]
+    if step.device.type == "cuda":
+        name, peak = bf16_peak(step.device)
+        rate = f"{flops / seconds / peak:.1%} of {name} dense bf16 peak" if peak else f"bf16 peak unknown for {name}"
+    else:
+        rate = f"{flops / seconds / 1e9:,.1f} GFLOP/s"
+    print(
+        f"{label}: step {seconds * 1e3:,.1f} ms | {b / seconds:,.1f} images/s | {v * b / seconds:,.1f} views/s | "
+        f"peak memory {peak_memory(step.device)} | {rate} | first step {first:,.2f} s",
+        flush=True,
+    )
+    return seconds
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    cuda = torch.cuda.is_available()
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if cuda else "cpu")
+    ap.add_argument("--batch", type=int, help="images per step (default: the recipe's 220 on CUDA, 16 on CPU)")
+    ap.add_argument("--width", type=float, help="backbone.width (default: the recipe's 1 on CUDA, 0.25 on CPU)")
+    ap.add_argument("--size", type=int, help="side of the views in px, augment.size (default 32)")
+    ap.add_argument("--steps", type=int, help="timed steps (default 20 on CUDA, 3 on CPU)")
+    ap.add_argument("--warmup", type=int, help="untimed steps first, compilation included (default 5 on CUDA, 1 on CPU)")
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False, help="torch.compile the model")
+    ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: the recipe's train.precision = auto: on CUDA only)")
+    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="channels-last model (default: the recipe's train.channels_last, which the engine applies on CUDA only)")
+    ap.add_argument("--max-batch", type=int, default=1 << 16, help="stop the largest-batch search here (CUDA)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    full = args.device == "cuda"
+    args.batch = args.batch or (220 if full else 16)
+    args.width = args.width or (1.0 if full else 0.25)
+    args.size = args.size or 32
+    args.steps = args.steps or (20 if full else 3)
+    args.warmup = max(1, args.warmup or (5 if full else 1))
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    sets = [f"backbone.width={args.width}", f"augment.size={args.size}", f"train.batch_size={args.batch}", f"train.device={args.device}"]
+    if args.bf16 is not None:
+        sets.append(f"train.precision={'bf16' if args.bf16 else 'fp32'}")
+    recipe = load_recipe(RECIPE, load_registry(strict=False), sets)
+    augmenter = recipe.augment.cls(recipe.augment.params, CIFAR)
+    clusters = recipe.head.params.clusters or CIFAR_CLASSES  # type: ignore[attr-defined]
+    torch.manual_seed(args.seed)
+    model, objectives = build_model(recipe, augmenter, clusters, device)
+    naive_model = copy.deepcopy(model)  # the same initial weights
+    naive_objectives = copy.deepcopy(objectives)
+    v, s = augmenter.num_views, augmenter.output.size
+    views = torch.rand(v, args.batch, augmenter.output.channels, s, s, device=device)
+
+    on_cuda = device.type == "cuda"
+    channels_last = args.channels_last if args.channels_last is not None else recipe.train.channels_last and on_cuda
+    precision = recipe.train.precision
+    bf16 = precision == "bf16" or (precision == "auto" and on_cuda)
+    print(f"command: {' '.join([sys.executable, *sys.argv]) if argv is None else 'main(' + repr(list(argv)) + ')'}")
+    print(f"device: {torch.cuda.get_device_name(device) if on_cuda else 'cpu'} | torch {torch.__version__} | threads {torch.get_num_threads()}")
+    print(
+        f"model: {RECIPE.name}: {recipe.backbone.entry.name} width {args.width}, {model.num_heads} heads, "
+        f"{v} views, batch {args.batch}, {s} px views, {clusters} clusters, "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters, objectives "
+        + ", ".join(f"{w:g} x {n}" for n, w, _ in objectives)
+    )
+
+    baseline = Step(naive_model, naive_objectives, recipe, device, naive=True, precision="fp32", channels_last=False, compile=False)
+    fast = Step(model, objectives, recipe, device, naive=False, precision=precision, channels_last=channels_last, compile=args.compile)
+
+    # the same fp32 outputs through both losses: the model's at initialisation (near-uniform,
+    # MI near 0) and random peaked probabilities whose views agree (MI well above 0)
+    logits = 3 * torch.randn(model.num_heads, 1, args.batch, clusters, device=device) + torch.randn(model.num_heads, v, args.batch, clusters, device=device)
+    peaked = ModelOutputs(probs=logits.softmax(-1).requires_grad_(), over_probs=None, features={})
+    for name, outputs in (("model outputs", naive_model(views)), ("peaked probabilities", peaked)):
+        print(f"loss check ({name}): {check_losses(outputs, objectives)}")
+    print("loss check: agree")
+    del outputs, peaked
+
+    seen = audit_syncs(Step(copy.deepcopy(model), objectives, recipe, device, naive=False, precision=precision, channels_last=channels_last, compile=False), views)
+    print(f"host syncs in forward+loss+backward: {', '.join(sorted(set(seen))) if seen else 'none'}")
+    flops = count_flops(Step(copy.deepcopy(model), objectives, recipe, device, naive=False, precision="fp32", channels_last=False, compile=False), views)
+    print(f"flops per step (forward+backward): {flops / 1e9:,.2f} GFLOP")
+
+    base_s = report("baseline (eager fp32, naive MI loops)", baseline, views, flops, args.warmup, args.steps)
+    del baseline, naive_model
+    gc.collect()
+    label = f"mihead ({'bf16 autocast' if bf16 else 'fp32'}, batched MI, channels_last {'on' if channels_last else 'off'}, compile {'on' if args.compile else 'off'})"
+    fast_s = report(label, fast, views, flops, args.warmup, args.steps)
+    print(f"speed-up mihead / baseline: {base_s / fast_s:.2f}x")
+    if on_cuda:
+        fitted, failed = largest_batch(fast, views, args.max_batch)
+        beyond = f"; batch {failed} ran out of memory" if failed else f"; search stopped at --max-batch {args.max_batch}"
+        print(f"largest batch: {fitted} (doubling from {args.batch}{beyond})")
+    else:
+        print("largest batch: skipped on CPU (the doubling search until out-of-memory needs a GPU)")
+
+
+if __name__ == "__main__":
+    main()

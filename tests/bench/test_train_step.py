@@ -1,0 +1,84 @@
+"""bench/train_step.py at its tiniest: it runs, prints every field, and its naive loss (Python
+loops over head and view pairs) agrees with the objectives' batched loss. No timing is asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "train_step.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_train_step", BENCH)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_run_prints_every_field(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    threads = torch.get_num_threads()
+    try:
+        bench.main(["--device", "cpu", "--batch", "4", "--width", "0.0625", "--size", "16", "--steps", "1", "--warmup", "1", "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "8 heads, 4 views, batch 4, 16 px views" in out
+    checks = re.findall(r"loss check \((.+?)\): naive (\S+) batched (\S+) \|diff\| (\S+);", out)
+    assert [c[0] for c in checks] == ["model outputs", "peaked probabilities"]
+    for _, naive, batched, diff in checks:
+        assert float(naive) == pytest.approx(float(batched), rel=1e-4, abs=1e-6)
+        assert float(diff) < 1e-5
+    assert float(checks[1][1]) < -0.05  # peaked, agreeing views: a real MI, not ~0 == ~0
+    assert "loss check: agree" in out
+    assert "host syncs in forward+loss+backward: none" in out
+    assert re.search(r"flops per step \(forward\+backward\): [\d.,]+ GFLOP", out)
+    for label in ("baseline (eager fp32, naive MI loops)", "mihead (fp32, batched MI"):
+        line = next(line for line in out.splitlines() if line.startswith(label))
+        for field in (r"step [\d.,]+ ms", r"[\d.,]+ images/s", r"[\d.,]+ views/s", r"peak memory [\d.,]+ MiB", r"[\d.,]+ GFLOP/s"):
+            assert re.search(field, line), (field, line)
+    assert re.search(r"speed-up mihead / baseline: [\d.]+x", out)
+    assert "largest batch: skipped on CPU" in out
+
+
+def test_naive_loss_matches_batched_on_sharp_probabilities(bench: ModuleType) -> None:
+    """The naive loss against the real objectives on one-hot-like assignments whose MI is
+    known: views that agree exactly on a uniform assignment of K clusters give MI = log K."""
+    from mihead.contracts import ModelOutputs, ObjectiveContext, ObjectiveParams
+    from mihead_dhog_push import DHOGPush
+    from mihead_iic import IIC, IICParams
+
+    k, heads, views, batch = 4, 3, 2, 400
+    labels = torch.arange(batch) % k
+    probs = torch.nn.functional.one_hot(labels, k).float().expand(heads, views, batch, k).clone()
+    context = ObjectiveContext(heads=heads, views=views, clusters=k, overclusters=0, feature_channels={})
+    terms = [("iic", 1.0, IIC(IICParams(), context)), ("dhog_push", 0.05, DHOGPush(ObjectiveParams(), context))]
+    outputs = ModelOutputs(probs=probs, over_probs=None, features={})
+    # pull: -log K; push: heads 2 and 3 each share log K with every earlier head -> (1/2 + 2/3) log K
+    expected = -torch.log(torch.tensor(float(k))) * (1 - 0.05 * (1 / 2 + 2 / 3))
+    assert float(bench.naive_loss(outputs, terms)) == pytest.approx(float(expected), rel=1e-5)
+    assert float(bench.batched_loss(outputs, terms)) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_sync_audit_sees_host_syncs(bench: ModuleType) -> None:
+    """The audit is not blind: .item(), bool(), a host tensor and a boolean mask are caught;
+    the engine's masked_fill bookkeeping is not."""
+    x = torch.randn(3)
+    audit = bench._SyncAudit()
+    with audit:
+        x.sum().item()
+        bool(x[0] > 0)
+        torch.tensor(5)
+        x[x > 0]
+    assert audit.seen == ["_local_scalar_dense", "_local_scalar_dense", "lift_fresh", "index with a boolean mask"]
+    clean = bench._SyncAudit()
+    with clean:
+        torch.full((), -1, dtype=torch.long).masked_fill(~torch.isfinite(x.sum()), 7)
+    assert clean.seen == []
