@@ -38,6 +38,7 @@ def test_tiny_run_prints_every_field(bench: ModuleType, capsys: pytest.CaptureFi
         assert float(diff) < 1e-5
     assert float(checks[1][1]) < -0.05  # peaked, agreeing views: a real MI, not ~0 == ~0
     assert "loss check: agree" in out
+    assert re.search(r"MI loss alone \(forward\+backward on the heads' probabilities\): naive loops [\d.,]+ ms, batched [\d.,]+ ms", out)
     assert "host syncs in forward+loss+backward: none" in out
     assert re.search(r"flops per step \(forward\+backward\): [\d.,]+ GFLOP", out)
     for label in ("baseline (eager fp32, naive MI loops)", "mihead (fp32, batched MI"):
