@@ -82,7 +82,12 @@ def naive_mi(z: torch.Tensor, z2: torch.Tensor, symmetric: bool, lamb: float = 1
 def naive_pull(probs: torch.Tensor, lamb: float) -> torch.Tensor:
     """-MI_pull (DHOG eq. 3): minus the mean over heads and view pairs v < w, one pair at a time."""
     heads, views = probs.shape[:2]
-    terms = [naive_mi(probs[h, v], probs[h, w], True, lamb) for h in range(heads) for v in range(views) for w in range(v + 1, views)]
+    terms = [
+        naive_mi(probs[h, v], probs[h, w], True, lamb)
+        for h in range(heads)
+        for v in range(views)
+        for w in range(v + 1, views)
+    ]
     return -sum(terms) / len(terms)  # type: ignore[return-value]
 
 
@@ -153,7 +158,8 @@ class Step:
         self.naive, self.precision, self.channels_last = naive, precision, channels_last
         if channels_last:
             model.to(memory_format=torch.channels_last)
-        self.forward: Callable[[torch.Tensor], ModelOutputs] = torch.compile(model) if compile else model  # type: ignore[assignment]
+        forward = torch.compile(model) if compile else model
+        self.forward: Callable[[torch.Tensor], ModelOutputs] = forward  # type: ignore[assignment]
         params = list(model.parameters()) + [p for _, _, o in objectives for p in o.parameters()]
         self.optimizer = make_optimizer(params, recipe.train)
 
@@ -314,8 +320,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, help="timed steps (default 20 on CUDA, 3 on CPU)")
     ap.add_argument("--warmup", type=int, help="untimed steps first, compilation included (default 5 on CUDA, 1 on CPU)")
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False, help="torch.compile the model")
-    ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: the recipe's train.precision = auto: on CUDA only)")
-    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="channels-last model (default: the recipe's train.channels_last, which the engine applies on CUDA only)")
+    ap.add_argument(
+        "--bf16", action=argparse.BooleanOptionalAction, default=None,
+        help="bf16 autocast (default: the recipe's train.precision = auto: on CUDA only)",
+    )
+    ap.add_argument(
+        "--channels-last", action=argparse.BooleanOptionalAction, default=None,
+        help="channels-last model (default: the recipe's train.channels_last, which the engine applies on CUDA only)",
+    )
     ap.add_argument("--max-batch", type=int, default=1 << 16, help="stop the largest-batch search here (CUDA)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--seed", type=int, default=0)
@@ -336,7 +348,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    sets = [f"backbone.width={args.width}", f"augment.size={args.size}", f"train.batch_size={args.batch}", f"train.device={args.device}"]
+    sets = [
+        f"backbone.width={args.width}",
+        f"augment.size={args.size}",
+        f"train.batch_size={args.batch}",
+        f"train.device={args.device}",
+    ]
     if args.bf16 is not None:
         sets.append(f"train.precision={'bf16' if args.bf16 else 'fp32'}")
     recipe = load_recipe(RECIPE, load_registry(strict=False), sets)
@@ -353,8 +370,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     channels_last = args.channels_last if args.channels_last is not None else recipe.train.channels_last and on_cuda
     precision = recipe.train.precision
     bf16 = precision == "bf16" or (precision == "auto" and on_cuda)
-    print(f"command: {' '.join([sys.executable, *sys.argv]) if argv is None else 'main(' + repr(list(argv)) + ')'}")
-    print(f"device: {torch.cuda.get_device_name(device) if on_cuda else 'cpu'} | torch {torch.__version__} | threads {torch.get_num_threads()}")
+    command = " ".join([sys.executable, *sys.argv]) if argv is None else f"main({list(argv)!r})"
+    print(f"command: {command}")
+    name = torch.cuda.get_device_name(device) if on_cuda else "cpu"
+    print(f"device: {name} | torch {torch.__version__} | threads {torch.get_num_threads()}")
     print(
         f"model: {RECIPE.name}: {recipe.backbone.entry.name} width {args.width}, {model.num_heads} heads, "
         f"{v} views, batch {args.batch}, {s} px views, {clusters} clusters, "
@@ -362,12 +381,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         + ", ".join(f"{w:g} x {n}" for n, w, _ in objectives)
     )
 
-    baseline = Step(naive_model, naive_objectives, recipe, device, naive=True, precision="fp32", channels_last=False, compile=False)
-    fast = Step(model, objectives, recipe, device, naive=False, precision=precision, channels_last=channels_last, compile=args.compile)
+    def step(model: MultiHeadModel, objectives: Terms, naive: bool, tuned: bool, compile: bool) -> Step:
+        """A step of ``model``: tuned = the recipe's precision and channels-last, else plain fp32."""
+        return Step(
+            model, objectives, recipe, device, naive=naive, compile=compile,
+            precision=precision if tuned else "fp32", channels_last=channels_last and tuned,
+        )
+
+    baseline = step(naive_model, naive_objectives, naive=True, tuned=False, compile=False)
+    fast = step(model, objectives, naive=False, tuned=True, compile=args.compile)
 
     # the same fp32 outputs through both losses: the model's at initialisation (near-uniform,
     # MI near 0) and random peaked probabilities whose views agree (MI well above 0)
-    logits = 3 * torch.randn(model.num_heads, 1, args.batch, clusters, device=device) + torch.randn(model.num_heads, v, args.batch, clusters, device=device)
+    shared = torch.randn(model.num_heads, 1, args.batch, clusters, device=device)
+    logits = 3 * shared + torch.randn(model.num_heads, v, args.batch, clusters, device=device)
     peaked = ModelOutputs(probs=logits.softmax(-1).requires_grad_(), over_probs=None, features={})
     for name, outputs in (("model outputs", naive_model(views)), ("peaked probabilities", peaked)):
         print(f"loss check ({name}): {check_losses(outputs, objectives)}")
@@ -379,15 +406,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     del outputs, peaked
 
-    seen = audit_syncs(Step(copy.deepcopy(model), objectives, recipe, device, naive=False, precision=precision, channels_last=channels_last, compile=False), views)
+    seen = audit_syncs(step(copy.deepcopy(model), objectives, naive=False, tuned=True, compile=False), views)
     print(f"host syncs in forward+loss+backward: {', '.join(sorted(set(seen))) if seen else 'none'}")
-    flops = count_flops(Step(copy.deepcopy(model), objectives, recipe, device, naive=False, precision="fp32", channels_last=False, compile=False), views)
+    flops = count_flops(step(copy.deepcopy(model), objectives, naive=False, tuned=False, compile=False), views)
     print(f"flops per step (forward+backward): {flops / 1e9:,.2f} GFLOP")
 
     base_s = report("baseline (eager fp32, naive MI loops)", baseline, views, flops, args.warmup, args.steps)
     del baseline, naive_model
     gc.collect()
-    label = f"mihead ({'bf16 autocast' if bf16 else 'fp32'}, batched MI, channels_last {'on' if channels_last else 'off'}, compile {'on' if args.compile else 'off'})"
+    on = lambda flag: "on" if flag else "off"  # noqa: E731
+    label = f"mihead ({'bf16 autocast' if bf16 else 'fp32'}, batched MI, channels_last {on(channels_last)}, compile {on(args.compile)})"
     fast_s = report(label, fast, views, flops, args.warmup, args.steps)
     print(f"speed-up mihead / baseline: {base_s / fast_s:.2f}x")
     if on_cuda:
