@@ -107,6 +107,7 @@ class Trainer:
         model = self.built.model
         if self.device.type == "cuda" and recipe.train.channels_last:
             model.to(memory_format=torch.channels_last)
+            model.channels_last = True
         forward = torch.compile(model) if recipe.train.compile else model
         self.loss_terms = self.cluster.wrap(_LossTerms(forward, self.built.objectives))
         params = list(model.parameters()) + [p for _, _, o in self.built.objectives for p in o.parameters()]
@@ -190,8 +191,6 @@ class Trainer:
         lr = learning_rate(self.step, self.total_steps, self.recipe.train)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        if self.device.type == "cuda" and self.recipe.train.channels_last:
-            views = views.contiguous(memory_format=torch.channels_last) if views.ndim == 4 else views
         with autocast(self.device, self.recipe.train.precision):
             terms = self.loss_terms(views)
         loss = sum(weight * terms[name] for name, weight, _ in self.built.objectives)

@@ -29,6 +29,7 @@ class MultiHeadModel(nn.Module):
         self.heads = nn.ModuleList(heads)
         self.over_heads = nn.ModuleList(over_heads)
         self.per_attachment = per_attachment
+        self.channels_last = False  # set by the engine: feed images in channels-last layout
 
     @property
     def num_heads(self) -> int:
@@ -37,7 +38,10 @@ class MultiHeadModel(nn.Module):
     def forward(self, views: torch.Tensor) -> ModelOutputs:
         """Outputs for views [V, B, C, H, W]; every head sees every view."""
         v, b = views.shape[:2]
-        out = self.backbone(views.flatten(0, 1))
+        images = views.flatten(0, 1)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        out = self.backbone(images)
 
         def run(heads: nn.ModuleList) -> torch.Tensor:
             probs = [h(out.attach[i // self.per_attachment]) for i, h in enumerate(heads)]

@@ -16,12 +16,14 @@ from mihead.contracts import Backbone, BackboneOutput, ImageSpec, Params, param
 class SmallCNNParams(Params):
     widths: list[int] = param([64, 128, 128], "channels of each 3x3 conv layer (stride 1, padded)")
     pool_after: list[int] = param([], "0-based conv layers followed by a 2x2 max-pool")
-    features: int = param(256, "width of the dense layer the heads attach to", ge=1)
+    features: int = param(
+        256, "width of the dense layer the heads attach to (0 = none: heads see the flat maps)", ge=0
+    )
 
 
 class SmallCNN(Backbone):
-    """Conv-BN-ReLU layers, then flatten -> Linear -> BN -> ReLU: one attachment point, a
-    feature vector of width ``features``."""
+    """Conv-BN-ReLU layers, then flatten (-> Linear -> BN -> ReLU when ``features`` > 0): one
+    attachment point, a feature vector."""
 
     name = "smallcnn"
     Params = SmallCNNParams
@@ -37,13 +39,12 @@ class SmallCNN(Backbone):
                 size //= 2
             channels = width
         self.convs = nn.Sequential(*layers)
-        self.dense = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(channels * size * size, params.features, bias=False),
-            nn.BatchNorm1d(params.features),
-            nn.ReLU(inplace=True),
-        )
-        self._features = params.features
+        flat = channels * size * size
+        dense: list[nn.Module] = [nn.Flatten()]
+        if params.features:
+            dense += [nn.Linear(flat, params.features, bias=False), nn.BatchNorm1d(params.features), nn.ReLU(inplace=True)]
+        self.dense = nn.Sequential(*dense)
+        self._features = params.features or flat
 
     @property
     def attach_channels(self) -> list[int]:
