@@ -68,6 +68,15 @@ def _write_run_files(recipe: Recipe, run_dir: Path) -> None:
     (run_dir / "plugins.json").write_text(json.dumps(used, indent=2) + "\n")
 
 
+def _discard_unstarted(run_dir: Path) -> None:
+    """Remove what :func:`_start_run` wrote when the run could not even start (e.g. its data
+    is missing), so that no half-made run directory is left behind."""
+    for name in (RECIPE_FILE, "plugins.json"):
+        (run_dir / name).unlink(missing_ok=True)
+    if not any(run_dir.iterdir()):
+        run_dir.rmdir()
+
+
 def _start_run(recipe: Recipe, out: str | None) -> Path:
     run_dir = _new_run_dir(recipe, out)
     _write_run_files(recipe, run_dir)
@@ -103,8 +112,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             trainer.load_state(state)
         else:
             run_dir = cluster.from_main(lambda: _start_run(recipe, args.out))
+            try:
+                trainer = Trainer(recipe, run_dir, console)
+            except MiheadError:
+                if cluster.is_main:
+                    _discard_unstarted(run_dir)
+                raise
             console.print(f"run directory: [bold]{run_dir}[/]", highlight=False)
-            trainer = Trainer(recipe, run_dir, console)
         trainer.fit()
     console.print(f"run directory: [bold]{run_dir}[/]", highlight=False)
     return 0

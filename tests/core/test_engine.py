@@ -151,6 +151,12 @@ def test_dataset_smaller_than_the_batch(tmp_path: Path, run_cli) -> None:  # typ
     code, _, err = run_cli("run", str(QUICKSTART), "--out", str(tmp_path / "r"), *sets("data.limit=50"))
     assert code == 2
     assert "50 images, fewer than train.batch_size = 100" in error_line(err)
+    assert not (tmp_path / "r").exists()  # a run that could not start leaves no run directory
+    # ... and an existing folder given as --out keeps what it held
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    code, _, err = run_cli("run", str(QUICKSTART), "--out", str(tmp_path / "kept"), *sets("data.limit=50"))
+    assert code == 2 and sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["notes.txt"]
 
 
 def test_resume_on_a_folder_that_is_not_a_run(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
