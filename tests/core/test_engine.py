@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -313,10 +314,17 @@ def _scripted_plugin() -> types.ModuleType:
     return module
 
 
+def quickstart_for_scripted(directory: Path) -> Path:
+    """The quickstart recipe without its IIC-only keys (the scripted objectives lack them)."""
+    path = directory / "quickstart.toml"
+    path.write_text(re.sub(r"^lamb = .*\n", "", QUICKSTART.read_text(), flags=re.M))
+    return path
+
+
 def trainer_for(run_dir: Path, objective: str, *extra: str) -> Trainer:
     registry = load_registry(strict=False, plugins=[_scripted_plugin()])
     overrides = [s for s in sets(*LONG[1:], "train.epochs=4", f"objective.iic.name={objective}", *extra) if s != "--set"]
-    recipe = load_recipe(QUICKSTART, registry, overrides)
+    recipe = load_recipe(quickstart_for_scripted(run_dir.parent), registry, overrides)
     run_dir.mkdir()
     (run_dir / "recipe.toml").write_text(recipe.to_toml())
     return Trainer(recipe, run_dir, Console(stderr=True, quiet=True))
@@ -359,7 +367,7 @@ def test_nonfinite_loss_exit_status_from_the_cli(tmp_path: Path, monkeypatch: py
     registry = load_registry(strict=False, plugins=[_scripted_plugin()])
     monkeypatch.setattr(cli, "load_registry", lambda: registry)
     code, _, err = run_cli(
-        "run", str(QUICKSTART), "--out", str(tmp_path / "r"), *sets("objective.iic.name=becomes_nonfinite", "objective.0.at=2")
+        "run", str(quickstart_for_scripted(tmp_path)), "--out", str(tmp_path / "r"), *sets("objective.iic.name=becomes_nonfinite", "objective.0.at=2")
     )
     assert code == NumericalError.exit_code and code != 0
     assert "'becomes_nonfinite' became non-finite at step 2" in error_line(err)

@@ -97,14 +97,14 @@ def test_the_recipe_key_reaches_the_view_source() -> None:
     from mihead.plugins import load_registry
     from mihead.recipe import load_recipe
 
-    overrides = ["augment.original_view=true", "data.limit=64", "train.batch_size=32", "augment.views=2"]
+    overrides = ["augment.original_view=true", "augment.size=0", "data.limit=64", "train.batch_size=32", "augment.views=2"]
     recipe = load_recipe(QUICKSTART, load_registry(strict=False), overrides)
     assert recipe.augment.core.original_view is True  # type: ignore[attr-defined]
     assert "original_view = true" in recipe.to_toml()
     built = build(recipe, torch.device("cpu"))
     assert built.source.original_view is True
     views = next(iter(built.source.train_batches(epoch=0)))
-    # each sample's view 0 is the evaluation view (small_affine: the image itself) of an image
+    # each sample's view 0 is the evaluation view (small_affine at the source size: the image itself)
     evaluated = torch.from_numpy(built.train_data.images).permute(0, 3, 1, 2).float().div(255)
     matches = (views[0][:, None] - evaluated[None]).abs().flatten(2).amax(-1) == 0  # [B, N]
     assert torch.all(matches.any(1))

@@ -63,16 +63,16 @@ def test_quickstart_loads_and_resolves_defaults(registry: Registry) -> None:
     assert recipe.source == str(QUICKSTART)
     assert recipe.data.entry.name == "digits" and recipe.data.entry.package == "mihead"
     assert recipe.augment.params.views == 4
-    assert recipe.head.params.per_attachment == 5 and recipe.head.params.overclusters == 40
-    assert recipe.train.batch_size == 1797 and recipe.train.lr == 2e-3
+    assert recipe.head.params.per_attachment == 5 and recipe.head.params.overclusters == 50
+    assert recipe.train.batch_size == 400 and recipe.train.lr == 2e-3
     # defaults filled in
     assert recipe.train.optimizer == "adam" and recipe.train.schedule == "cosine"
     assert recipe.train.max_steps == 0 and recipe.eval.selection == "nmi_zz"
-    assert recipe.head.params.hidden == 200 and recipe.objectives[0].params.weight == 1.0
+    assert recipe.head.params.batchnorm is True and recipe.objectives[0].params.weight == 1.0
     assert recipe.augment.core.where == "auto" and recipe.data.params.limit == 0
     resolved = recipe.to_dict()
     assert resolved["train"]["warmup_steps"] == 0
-    assert resolved["objective"] == [{"name": "iic", "weight": 1.0, "lamb": 1.0, "overclustering": True}]
+    assert resolved["objective"] == [{"name": "iic", "weight": 1.0, "lamb": 1.2, "overclustering": True}]
 
 
 def test_integers_are_accepted_for_floats(registry: Registry, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ before anything is built, with one line naming the objective, the features and t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ QUICKSTART = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.toml"
 
 
 def recipe_with(tmp_path: Path, backbone: str, objective: str) -> Path:
-    text = QUICKSTART.read_text().replace('name = "smallcnn"', f'name = "{backbone}"')
+    # the quickstart's [backbone] section with only its name kept: other keys are smallcnn's
+    text = re.sub(r"\[backbone\]\n(?:.+\n)*", f'[backbone]\nname = "{backbone}"\n', QUICKSTART.read_text())
     text += f'\n[[objective]]\nname = "{objective}"\nweight = 0.1\n'
     path = tmp_path / "recipe.toml"
     path.write_text(text)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 from mihead_tensor_augment import SmallAffine, SmallAffineParams
 
 from mihead.contracts import ImageSpec
+from mihead.errors import RecipeError
 
 IDENTITY = SmallAffineParams(views=3, rotate=0.0, scale_min=1.0, scale_max=1.0, shear=0.0, translate=0.0, crop=0.0, noise=0.0)
 
@@ -77,3 +79,47 @@ def test_eval_view_is_the_image() -> None:
     x = images()
     aug = SmallAffine(SmallAffineParams(), ImageSpec(1, 8))
     torch.testing.assert_close(aug.eval_batch(x), x.float() / 255)
+
+
+def test_size_upsamples_views_and_eval_view_alike() -> None:
+    x = images()
+    aug = SmallAffine(dataclasses.replace(IDENTITY, size=16), ImageSpec(1, 8))
+    assert aug.output == ImageSpec(1, 16)
+    out = aug.batch_views(x, torch.Generator().manual_seed(0))
+    assert out.shape == (3, 4, 1, 16, 16)
+    # an identity warp onto a 16x16 grid is a bilinear 2x upsample: each view is the eval view,
+    # equal to interpolate inside the image (zero padding only darkens the one-pixel border)
+    direct = torch.nn.functional.interpolate(x.float() / 255, size=(16, 16), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(aug.eval_batch(x)[..., 1:-1, 1:-1], direct[..., 1:-1, 1:-1])
+    direct = aug.eval_batch(x)
+    for v in range(3):
+        torch.testing.assert_close(out[v], direct, atol=1e-5, rtol=0)
+
+
+def test_thicken_and_thin_are_3x3_max_and_min_filters() -> None:
+    x = torch.zeros(1, 1, 8, 8, dtype=torch.uint8)
+    x[0, 0, 2:6, 3] = 255  # a vertical stroke one pixel wide
+    thick = views(dataclasses.replace(IDENTITY, thicken=1.0), x)[0, 0, 0]
+    expected = torch.zeros(8, 8)
+    expected[1:7, 2:5] = 1
+    torch.testing.assert_close(thick, expected)
+    x[0, 0, 2:6, 2:5] = 255  # a stroke three pixels wide thins to its middle column
+    thin = views(dataclasses.replace(IDENTITY, thin=1.0), x)[0, 0, 0]
+    expected = torch.zeros(8, 8)
+    expected[3:5, 3] = 1
+    torch.testing.assert_close(thin, expected)
+
+
+def test_stroke_width_changes_the_asked_share_of_views() -> None:
+    x = torch.zeros(1000, 1, 8, 8, dtype=torch.uint8)
+    x[:, 0, 2:6, 2:5] = 255
+    out = views(dataclasses.replace(IDENTITY, views=2, thicken=0.3, thin=0.2), x)
+    mass = out.sum((2, 3, 4)).flatten()  # 12 pixels as drawn, 30 thickened, 2 thinned
+    assert set(mass.round().tolist()) == {2.0, 12.0, 30.0}
+    assert abs(float((mass > 20).float().mean()) - 0.3) < 0.04
+    assert abs(float((mass < 5).float().mean()) - 0.2) < 0.04
+
+
+def test_stroke_shares_over_one_are_refused() -> None:
+    with pytest.raises(RecipeError, match="thicken \\+ thin is 1.2"):
+        SmallAffine(dataclasses.replace(IDENTITY, thicken=0.6, thin=0.6), ImageSpec(1, 8))
