@@ -29,7 +29,7 @@ import dataclasses
 import torch
 
 from mihead import hookimpl
-from mihead.contracts import ModelOutputs, Objective, ObjectiveContext, ObjectiveParams, param
+from mihead.contracts import ModelOutputs, Objective, ObjectiveParams, param
 from mihead.pseudo import combine_views, cosine_similarity, pseudo_graph, reference_probs
 
 EPS = 1e-7
@@ -62,10 +62,7 @@ class DCCMGraph(Objective):
 
     name = "dccm_graph"
     Params = DCCMGraphParams
-
-    def __init__(self, params: DCCMGraphParams, context: ObjectiveContext) -> None:
-        super().__init__(params, context)
-        self.params: DCCMGraphParams = params
+    params: DCCMGraphParams
 
     def forward(self, outputs: ModelOutputs) -> torch.Tensor:
         probs = outputs.probs

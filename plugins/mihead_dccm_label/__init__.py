@@ -28,7 +28,7 @@ import dataclasses
 import torch
 
 from mihead import hookimpl
-from mihead.contracts import ModelOutputs, Objective, ObjectiveContext, ObjectiveParams, param
+from mihead.contracts import ModelOutputs, Objective, ObjectiveParams, param
 from mihead.mi import EPS
 from mihead.pseudo import combine_views, pseudo_labels, reference_probs
 
@@ -56,10 +56,7 @@ class DCCMLabel(Objective):
 
     name = "dccm_label"
     Params = DCCMLabelParams
-
-    def __init__(self, params: DCCMLabelParams, context: ObjectiveContext) -> None:
-        super().__init__(params, context)
-        self.params: DCCMLabelParams = params
+    params: DCCMLabelParams
 
     def forward(self, outputs: ModelOutputs) -> torch.Tensor:
         probs = outputs.probs

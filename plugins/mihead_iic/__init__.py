@@ -13,7 +13,7 @@ import dataclasses
 import torch
 
 from mihead import hookimpl
-from mihead.contracts import ModelOutputs, Objective, ObjectiveContext, ObjectiveParams, param
+from mihead.contracts import ModelOutputs, Objective, ObjectiveParams, param
 from mihead.mi import joint_table, mutual_information, symmetrise
 
 
@@ -37,10 +37,7 @@ class IIC(Objective):
 
     name = "iic"
     Params = IICParams
-
-    def __init__(self, params: IICParams, context: ObjectiveContext) -> None:
-        super().__init__(params, context)
-        self.params: IICParams = params
+    params: IICParams
 
     def forward(self, outputs: ModelOutputs) -> torch.Tensor:
         loss = -pairwise_view_mi(outputs.probs, self.params.lamb).mean()
