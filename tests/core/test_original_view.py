@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mihead.contracts import AugmenterParams, BatchAugmenter, ImageAugmenter, ImageSpec
-from mihead.data import make_view_source
+from mihead.data import ViewSource, make_view_source
 
 SPEC = ImageSpec(channels=1, size=4)
 QUICKSTART = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.toml"
@@ -41,8 +41,8 @@ def images() -> np.ndarray:
     return (np.arange(12, dtype=np.uint8)[:, None, None, None] * 10).repeat(4, 1).repeat(4, 2)
 
 
-def first_batch(where: str, original_view: bool) -> torch.Tensor:
-    source = make_view_source(
+def view_source(where: str, original_view: bool) -> ViewSource:
+    return make_view_source(
         images(),
         NoisyImages(AugmenterParams(views=3), SPEC),
         where,
@@ -52,7 +52,10 @@ def first_batch(where: str, original_view: bool) -> torch.Tensor:
         device=torch.device("cpu"),
         original_view=original_view,
     )
-    return next(iter(source.train_batches(epoch=0)))
+
+
+def first_batch(where: str, original_view: bool) -> torch.Tensor:
+    return next(iter(view_source(where, original_view).train_batches(epoch=0)))
 
 
 @pytest.mark.parametrize("where", ["workers", "device"])
@@ -75,17 +78,7 @@ def test_view_zero_is_the_untransformed_image(where: str) -> None:
 @pytest.mark.parametrize("where", ["workers", "device"])
 def test_evaluation_batches_do_not_change(where: str) -> None:
     def eval_batches(original_view: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        source = make_view_source(
-            images(),
-            NoisyImages(AugmenterParams(views=3), SPEC),
-            where,
-            batch_size=4,
-            num_workers=0,
-            seed=7,
-            device=torch.device("cpu"),
-            original_view=original_view,
-        )
-        return list(source.eval_batches(images(), batch_size=5))
+        return list(view_source(where, original_view).eval_batches(images(), batch_size=5))
 
     for (a, pair_a), (b, pair_b) in zip(eval_batches(False), eval_batches(True)):
         torch.testing.assert_close(a, b)
