@@ -8,7 +8,6 @@ directory (logs, checkpoints, plots, summary), and every rank returns rank 0's s
 from __future__ import annotations
 
 import json
-import math
 import signal
 import time
 from collections.abc import Iterator
@@ -325,7 +324,7 @@ class Trainer:
             "epochs": self.epoch,
             "steps": self.step,
             "seconds": round(self.seconds, 3),
-            "images_per_second": round(self.images_seen / self.seconds, 1) if self.seconds else math.nan,
+            "images_per_second": round(self.images_seen / self.seconds, 1) if self.seconds else None,
             "device": str(self.device),
             "world_size": self.cluster.world_size,
         }
