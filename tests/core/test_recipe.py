@@ -145,6 +145,13 @@ def test_plugin_of_another_kind_is_unknown(registry: Registry, tmp_path: Path) -
 # --- types and ranges ------------------------------------------------------------------------
 
 
+def assert_key_error(registry: Registry, tmp_path: Path, section: str, key: str, value: Any, expected: str) -> None:
+    """Setting ``key`` of ``section`` to ``value`` fails with ``expected`` after 'FILE: [section] key: '."""
+    message = error_of(tmp_path, registry, changed(section, **{key: value}))
+    label = "objective #1" if section == "objective" else section
+    assert f"[{label}] {key}: {expected}" in message
+
+
 @pytest.mark.parametrize(
     ("section", "key", "value", "expected"),
     [
@@ -167,9 +174,7 @@ def test_plugin_of_another_kind_is_unknown(registry: Registry, tmp_path: Path) -
 def test_wrong_types(
     registry: Registry, tmp_path: Path, section: str, key: str, value: Any, expected: str
 ) -> None:
-    message = error_of(tmp_path, registry, changed(section, **{key: value}))
-    label = "objective #1" if section == "objective" else section
-    assert f"[{label}] {key}: {expected}" in message
+    assert_key_error(registry, tmp_path, section, key, value, expected)
 
 
 @pytest.mark.parametrize(
@@ -193,9 +198,7 @@ def test_wrong_types(
 def test_out_of_range(
     registry: Registry, tmp_path: Path, section: str, key: str, value: Any, expected: str
 ) -> None:
-    message = error_of(tmp_path, registry, changed(section, **{key: value}))
-    label = "objective #1" if section == "objective" else section
-    assert f"[{label}] {key}: {expected}" in message
+    assert_key_error(registry, tmp_path, section, key, value, expected)
 
 
 def test_split_the_dataset_lacks(registry: Registry, tmp_path: Path) -> None:
