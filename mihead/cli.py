@@ -139,7 +139,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     from mihead.build import build
     from mihead.checkpoint import load_checkpoint
     from mihead.device import resolve_device
-    from mihead.engine import write_reports
+    from mihead.engine import training_facts, write_reports
     from mihead.evaluate import evaluate
     from mihead.report import print_results
 
@@ -160,15 +160,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
         precision=recipe.train.precision,
         selection=recipe.eval.selection,
     )
-    seconds = float(state["seconds"])
-    facts = {
-        "epochs": int(state["epoch"]),
-        "steps": int(state["step"]),
-        "seconds": round(seconds, 3),
-        "images_per_second": round(int(state["images_seen"]) / seconds, 1) if seconds else None,
-        "device": str(device),
-    }
-    summary = write_reports(run_dir, evaluation, facts)
+    summary = write_reports(run_dir, evaluation, training_facts(state, device))
     print_results(console, evaluation, summary)
     return 0
 

@@ -31,7 +31,7 @@ from mihead.plots import plot_confusion, plot_heads
 from mihead.recipe import Recipe
 from mihead.report import print_results
 
-__all__ = ["Interrupted", "NumericalError", "Trainer", "write_reports"]
+__all__ = ["Interrupted", "NumericalError", "Trainer", "training_facts", "write_reports"]
 
 
 class NumericalError(MiheadError):
@@ -60,6 +60,19 @@ def _stop_requests() -> Iterator[list[int]]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def training_facts(state: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The training part of summary.json, from a checkpoint's counters."""
+    seconds = float(state["seconds"])
+    return {
+        "epochs": int(state["epoch"]),
+        "steps": int(state["step"]),
+        "seconds": round(seconds, 3),
+        "images_per_second": round(int(state["images_seen"]) / seconds, 1) if seconds else None,
+        "device": str(device),
+        "world_size": int(state["world_size"]),
+    }
 
 
 def write_reports(run_dir: Path, evaluation: Evaluation, extra: dict[str, Any]) -> dict[str, Any]:
@@ -122,18 +135,25 @@ class Trainer:
         self.images_seen = 0
 
     # --- state -----------------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
-        """Everything needed to continue exactly: weights, optimiser, counters, RNG states."""
+    def state_counters(self) -> dict[str, Any]:
+        """Where training stands: the plain-number part of a checkpoint."""
         return {
-            "model": self.built.model.state_dict(),
-            "objectives": {n: o.state_dict() for n, _, o in self.built.objectives},
-            "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch,
             "step": self.step,
             "step_in_epoch": self.step_in_epoch,
             "seconds": self.seconds,
             "images_seen": self.images_seen,
             "images_per_step": self.images_per_step,
+            "world_size": self.cluster.world_size,
+        }
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: weights, optimiser, counters, RNG states."""
+        return {
+            "model": self.built.model.state_dict(),
+            "objectives": {n: o.state_dict() for n, _, o in self.built.objectives},
+            "optimizer": self.optimizer.state_dict(),
+            **self.state_counters(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "recipe": self.recipe.to_toml(),
@@ -320,11 +340,4 @@ class Trainer:
 
     def run_facts(self) -> dict[str, Any]:
         """The training part of summary.json."""
-        return {
-            "epochs": self.epoch,
-            "steps": self.step,
-            "seconds": round(self.seconds, 3),
-            "images_per_second": round(self.images_seen / self.seconds, 1) if self.seconds else None,
-            "device": str(self.device),
-            "world_size": self.cluster.world_size,
-        }
+        return training_facts(self.state_counters(), self.device)
