@@ -6,7 +6,8 @@ Prints, for CIFAR-10 images (the compact pack in ../shared/data, else random 32x
 per core (one process, one thread) the fast_autoaugment views/s and those of an equivalent
 torchvision v2 pipeline (AutoAugment with its CIFAR-10 policy, grey p=0.5, a random 20 px crop
 resized to 32, flip), their ratio; then mihead's loader with N workers (default: every core)
-and the batched device path on CPU. Measurements only; nothing is asserted.
+and the batched device path on CPU (and on CUDA when present), with its ops applied to the
+drawing images only (indexed) and to all images kept by masks (no host sync). Measurements only; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
+from mihead.contracts import Augmenter
 from mihead.data import make_view_source
 from mihead.standalone import augmenter
 
@@ -82,24 +84,31 @@ def main() -> None:
         got = rate(lambda: list(source.train_batches(1)), steps * args.batch_size * v)
         print(f"loader    {workers:2d} workers: {got:8.0f} views/s = {got / v:7.0f} images/s")
 
-    generator = torch.Generator().manual_seed(0)
-    batch = tensors[: args.batch_size]
-    aug.batch_views(batch, generator)
-    got = rate(lambda: aug.batch_views(batch, generator), len(batch) * v)
-    print(f"batched   device path on CPU, 1 thread: {got:8.0f} views/s")
-    if torch.cuda.is_available():
-        gpu = tensors[: args.batch_size].cuda()
-        g = torch.Generator(device="cuda").manual_seed(0)
-        aug.batch_views(gpu, g)
-        torch.cuda.synchronize()
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    for device in devices:
+        batch = tensors[: args.batch_size].to(device)
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU, 1 thread"
+        for masked in (False, True):  # ops on the drawing images (indexed) or on all, kept by masks
+            aug.batched.masked = masked
+            got = batched_rate(aug, batch, v)
+            way = "masked, no host sync" if masked else "indexed"
+            default = " (default here)" if masked == (device.type != "cpu") else ""
+            print(f"batched   device path on {name}, ops {way}{default}: {got:8.0f} views/s")
+        aug.batched.masked = None
 
-        def run() -> None:
-            for _ in range(20):
-                aug.batch_views(gpu, g)
-            torch.cuda.synchronize()
 
-        got = rate(run, 20 * len(gpu) * v)
-        print(f"batched   device path on {torch.cuda.get_device_name()}: {got:8.0f} views/s")
+def batched_rate(aug: Augmenter, batch: torch.Tensor, views: int, repeats: int = 10) -> float:
+    """views/s of ``aug.batch_views`` on ``batch``, after one warm-up call."""
+    generator = torch.Generator(device=batch.device).manual_seed(0)
+
+    def run() -> None:
+        for _ in range(repeats):
+            aug.batch_views(batch, generator)
+        if batch.device.type == "cuda":
+            torch.cuda.synchronize(batch.device)
+
+    run()
+    return rate(run, repeats * len(batch) * views)
 
 
 if __name__ == "__main__":

@@ -41,12 +41,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from mihead.build import build_model
 from mihead.contracts import ImageSpec, ModelOutputs, Objective
 from mihead.device import autocast
+from mihead.host_sync import host_syncs
 from mihead.model import MultiHeadModel
 from mihead.optim import make_optimizer
 from mihead.plugins import load_registry
@@ -59,8 +59,6 @@ CIFAR_CLASSES = 10
 EPS = 1e-10
 # dense bf16 tensor-core peaks in FLOP/s (vendor figures, without sparsity), by device name
 BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
-# operations that make the host wait for the device (or, for lift_fresh, copy host data in)
-SYNC_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "is_nonzero", "equal", "_unique2", "lift_fresh"}
 
 Terms = list[tuple[str, float, Objective]]
 
@@ -185,34 +183,13 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class _SyncAudit(TorchDispatchMode):
-    """Records the operations of :data:`SYNC_OPS` run under it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        name = func.overloadpacket.__name__
-        if name in SYNC_OPS:
-            self.seen.append(name)
-        elif name in ("index", "index_put", "index_put_") and any(
-            i is not None and i.dtype == torch.bool for i in args[1]
-        ):  # a boolean mask is turned into indices by a nonzero inside the op
-            self.seen.append(f"{name} with a boolean mask")
-        return func(*args, **(kwargs or {}))
-
-
 def audit_syncs(step: Step, views: torch.Tensor) -> list[str]:
     """Host-syncing operations in one eager forward + loss + backward of ``step``. The
     optimiser is left out: Adam keeps its step count on the host (torch's default when not
     ``capturable``), so its ``.item()`` reads host memory and does not wait for the device."""
-    audit = _SyncAudit()
-    with audit:
-        loss = step.loss(views)
-        loss.backward()
+    seen = host_syncs(lambda: step.loss(views).backward())
     step.optimizer.zero_grad(set_to_none=True)
-    return audit.seen
+    return seen
 
 
 def count_flops(step: Step, views: torch.Tensor) -> int:

@@ -16,7 +16,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from mihead_fast_autoaugment.policy import CUTOUT_FILL, OPS, SIGNED, Policy
 
-__all__ = ["BatchedPolicy", "apply_op", "crop_resize", "cutout", "grayscale", "pil_affine", "pil_coefficients"]
+__all__ = ["BatchedPolicy", "apply_op", "autocontrast", "crop_resize", "cutout", "grayscale", "pil_affine", "pil_coefficients"]
 
 Tensor = torch.Tensor
 
@@ -39,6 +39,17 @@ def pil_coefficients(name: str, values: Tensor, height: int, width: int) -> Tens
         cx, cy = width / 2, height / 2
         return torch.stack([a, b, cx - a * cx - b * cy, d, e, cy - d * cx - e * cy], 1)
     raise KeyError(name)
+
+
+def drawn_coefficients(op_ids: Tensor, values: Tensor, height: int, width: int) -> Tensor:
+    """Per image, the affine coefficients [N, 6] of the geometric op ``OPS[op_ids]`` with its
+    value, and the identity for an image that drew another op (or none, -1): one
+    :func:`pil_affine` then does every geometric op of a slot."""
+    one, zero = torch.ones_like(values), torch.zeros_like(values)
+    coeffs = torch.stack([one, zero, zero, zero, one, zero], 1)
+    for name in sorted(SIGNED):
+        coeffs = torch.where((op_ids == OPS.index(name))[:, None], pil_coefficients(name, values, height, width), coeffs)
+    return coeffs
 
 
 def pil_affine(images: Tensor, coeffs: Tensor) -> Tensor:
@@ -88,17 +99,29 @@ def _blend(images: Tensor, degenerate: Tensor, factor: Tensor) -> Tensor:
     return out.clamp_(0, 255).to(torch.uint8)
 
 
-_SMOOTH = torch.tensor([[1.0, 1, 1], [1, 5, 1], [1, 1, 1]]) / 13
-
-
 def _smooth(images: Tensor) -> Tensor:
-    """PIL's ``ImageFilter.SMOOTH``, rounded, the one-pixel border unchanged."""
-    n, c, h, w = images.shape
-    kernel = _SMOOTH.to(images.device).expand(c, 1, 3, 3)
-    inner = F.conv2d(images.float(), kernel, groups=c).add_(0.5).floor_().clamp_(0, 255)
+    """PIL's ``ImageFilter.SMOOTH`` (the 3x3 kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13),
+    rounded, the one-pixel border unchanged. The 3x3 sums are exact integers, so rounding their
+    quotient by 13 matches PIL's float sum, whose error never reaches a rounding boundary."""
+    x = images.float()
+    rows = x[:, :, :-2] + x[:, :, 1:-1] + x[:, :, 2:]
+    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+    inner = (box + 4 * x[:, :, 1:-1, 1:-1]).div_(13).add_(0.5).floor_().clamp_(0, 255)
     out = images.clone()
     out[:, :, 1:-1, 1:-1] = inner.to(torch.uint8)
     return out
+
+
+def autocontrast(images: Tensor) -> Tensor:
+    """PIL's ``ImageOps.autocontrast`` (no cutoff) per image and channel: the range [lo, hi]
+    stretched to [0, 255] and truncated; a flat channel (hi = lo) is left as it is. Written
+    with masks rather than torchvision's masked assignments, so that it never syncs the host."""
+    x = images.float()
+    lo = x.amin((-2, -1), keepdim=True)
+    hi = x.amax((-2, -1), keepdim=True)
+    flat = hi == lo
+    inv_scale = (hi - lo).mul_(1.0 / 255).masked_fill_(flat, 1.0)
+    return (x - lo.masked_fill_(flat, 0.0)).div_(inv_scale).clamp_(0, 255).to(torch.uint8)
 
 
 def cutout(images: Tensor, side: Tensor, centre: Tensor) -> Tensor:
@@ -112,7 +135,7 @@ def cutout(images: Tensor, side: Tensor, centre: Tensor) -> Tensor:
     in_x = (xs[None] >= x0[:, None]) & (xs[None] < x0[:, None] + side[:, None])
     in_y = (ys[None] >= y0[:, None]) & (ys[None] < y0[:, None] + side[:, None])
     hole = (in_y[:, :, None] & in_x[:, None, :])[:, None]
-    fill = torch.tensor(CUTOUT_FILL[:c], dtype=images.dtype, device=images.device).view(1, c, 1, 1)
+    fill = torch.stack([images.new_full((), v) for v in CUTOUT_FILL[:c]]).view(1, c, 1, 1)  # no host copy
     return torch.where(hole, fill, images)
 
 
@@ -123,7 +146,7 @@ def apply_op(name: str, images: Tensor, values: Tensor, generator: torch.Generat
     if name in SIGNED:
         return pil_affine(images, pil_coefficients(name, values, h, w))
     if name == "AutoContrast":
-        return TF.autocontrast(images)
+        return autocontrast(images)
     if name == "Invert":
         return 255 - images
     if name == "Equalize":
@@ -144,16 +167,16 @@ def apply_op(name: str, images: Tensor, values: Tensor, generator: torch.Generat
         return _blend(images, _smooth(images), values)
     if name == "Cutout":
         side = (values * w).add(0.5).floor()
-        centre = torch.rand(n, 2, generator=generator, device=images.device) * images.new_tensor([w, h]).float()
-        return cutout(images, side, centre)
+        unit = torch.rand(n, 2, generator=generator, device=images.device)
+        return cutout(images, side, torch.stack([unit[:, 0] * w, unit[:, 1] * h], 1))
     raise KeyError(f"unknown Fast AutoAugment op {name!r}")
 
 
 def grayscale(images: Tensor) -> Tensor:
     """The weighted-average grey (0.299 R + 0.587 G + 0.114 B, rounded) kept as 3 channels,
     as ``albumentations.ToGray`` makes it."""
-    weights = images.new_tensor([0.299, 0.587, 0.114], dtype=torch.float32).view(1, 3, 1, 1)
-    grey = (images.float() * weights).sum(1, keepdim=True).add_(0.5).floor_().clamp_(0, 255)
+    r, g, b = images.float().unbind(1)
+    grey = (r * 0.299 + g * 0.587 + b * 0.114)[:, None].add_(0.5).floor_().clamp_(0, 255)
     return grey.to(torch.uint8).expand_as(images)
 
 
@@ -173,26 +196,65 @@ def crop_resize(images: Tensor, top: Tensor, left: Tensor, crop: int, size: int)
 
 class BatchedPolicy:
     """The policy's sub-policies as tensors, applied to a batch with one random sub-policy,
-    op draws and signs per image."""
+    op draws and signs per image.
 
-    def __init__(self, policy: Policy) -> None:
+    A slot's geometric ops (shears, translations, rotation) are done together, by one affine
+    gather with each image's own coefficients. Two ways to apply an op to the images that drew
+    it, with the same meaning: on the CPU, the op runs on just those images (found with
+    ``nonzero``, which costs nothing there); on an accelerator, each op of the slot runs on the
+    whole batch and a mask keeps its images, so that no step waits on the host (a ``nonzero``
+    would stall the GPU queue about 20 times a step). Cutout's hole centres are drawn per
+    drawing image on the CPU and per batch image on an accelerator, so the two ways give other
+    holes for a seed. ``masked`` picks the way (None: masks on anything but the CPU).
+    """
+
+    def __init__(self, policy: Policy, masked: bool | None = None) -> None:
+        self.masked = masked
         subs = policy.subpolicies
         self.op_ids = torch.tensor([[OPS.index(op.name) for op in sub] for sub in subs])
         self.probs = torch.tensor([[op.prob for op in sub] for sub in subs])
         self.values = torch.tensor([[op.value for op in sub] for sub in subs])
         self.signed = torch.tensor([name in SIGNED for name in OPS])
+        self.slot_changes: list[list[int | None]] = []  # per slot: its ops, None = all geometric ones
+        for slot in range(self.op_ids.shape[1]):
+            drawn = sorted(set(self.op_ids[:, slot].tolist()))
+            geometric = [None] if any(OPS[op] in SIGNED for op in drawn) else []
+            self.slot_changes.append(geometric + [op for op in drawn if OPS[op] not in SIGNED])
+        self._on: dict[torch.device, tuple[Tensor, ...]] = {}
+
+    def _tables(self, device: torch.device) -> tuple[Tensor, ...]:
+        """The policy's tables on ``device``, copied there once (a copy per call would sync)."""
+        if device not in self._on:
+            self._on[device] = tuple(t.to(device) for t in (self.op_ids, self.probs, self.values, self.signed))
+        return self._on[device]
+
+    @staticmethod
+    def _change(op: int | None, images: Tensor, value: Tensor, drawn: Tensor, generator: torch.Generator) -> Tensor:
+        """Op ``op`` (None: each image's geometric op) on ``images``."""
+        if op is None:
+            return pil_affine(images, drawn_coefficients(drawn, value, *images.shape[-2:]))
+        return apply_op(OPS[op], images, value, generator)
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
         n, device = len(images), images.device
-        pick = torch.randint(len(self.op_ids), (n,), generator=generator, device=device)
-        op_ids, probs, values = (t.to(device)[pick] for t in (self.op_ids, self.probs, self.values))
-        for slot in range(op_ids.shape[1]):
+        masked = device.type != "cpu" if self.masked is None else self.masked
+        op_ids, probs, values, signed_ops = self._tables(device)
+        pick = torch.randint(len(op_ids), (n,), generator=generator, device=device)
+        op_ids, probs, values = op_ids[pick], probs[pick], values[pick]
+        for slot, changes in enumerate(self.slot_changes):
             applied = torch.rand(n, generator=generator, device=device) < probs[:, slot]
             flip = torch.rand(n, generator=generator, device=device) < 0.5
-            signed = self.signed.to(device)[op_ids[:, slot]] & flip
-            value = torch.where(signed, -values[:, slot], values[:, slot])
-            for op in op_ids[applied, slot].unique().tolist():
-                rows = (applied & (op_ids[:, slot] == op)).nonzero().squeeze(1)
-                images = images.index_copy(0, rows, apply_op(OPS[op], images[rows], value[rows], generator))
+            geometric = signed_ops[op_ids[:, slot]]
+            value = torch.where(geometric & flip, -values[:, slot], values[:, slot])
+            drawn = op_ids[:, slot].masked_fill(~applied, -1)  # -1: no op for this image
+            for op in changes:
+                hit = applied & geometric if op is None else drawn == op
+                if masked:
+                    changed = self._change(op, images, value, drawn, generator)
+                    images = torch.where(hit.view(n, 1, 1, 1), changed, images)
+                    continue
+                rows = hit.nonzero().squeeze(1)
+                if len(rows):
+                    changed = self._change(op, images[rows], value[rows], drawn[rows], generator)
+                    images = images.index_copy(0, rows, changed)
         return images
-

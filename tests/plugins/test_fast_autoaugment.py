@@ -3,6 +3,7 @@ both paths (albumentations per image, torch batched); sub-policy sampling; DHOG'
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -17,7 +18,8 @@ from PIL import Image, ImageEnhance, ImageOps
 from mihead.contracts import ImageSpec
 from mihead.errors import DataError, RecipeError
 from mihead_fast_autoaugment import FastAutoAugment, FastAutoAugmentParams
-from mihead_fast_autoaugment.batched import apply_op, crop_resize, cutout
+from mihead.host_sync import host_syncs
+from mihead_fast_autoaugment.batched import BatchedPolicy, apply_op, crop_resize, cutout
 from mihead_fast_autoaugment.ops import FaaCutout, fixed_op, policy_op
 from mihead_fast_autoaugment.policy import CUTOUT_FILL, DEFAULT_POLICY, cutout_box, load_policy
 
@@ -177,10 +179,18 @@ def write_policy(tmp_path: Path, subpolicies: list) -> str:
     return str(path)
 
 
-def constant_views(aug: FastAutoAugment, n: int, batched: bool) -> np.ndarray:
+def force_masked(aug: FastAutoAugment) -> FastAutoAugment:
+    """``aug`` with its batched policy applying ops by masks, as it does on an accelerator."""
+    aug.batched.masked = True
+    return aug
+
+
+def constant_views(aug: FastAutoAugment, n: int, path: str) -> np.ndarray:
     """The grey level of n views of a flat grey (100) image: crops, flips and grey keep it."""
     flat = np.full((SIDE, SIDE, 3), 100, np.uint8)
-    if batched:
+    if path != "albumentations":
+        if path == "masked":
+            force_masked(aug)
         x = torch.from_numpy(flat).permute(2, 0, 1)[None].repeat(n // aug.num_views, 1, 1, 1)
         views = aug.batch_views(x, torch.Generator().manual_seed(0)) * 255
         return views.round().flatten(0, 1)[:, 0, 0, 0].numpy()
@@ -188,8 +198,8 @@ def constant_views(aug: FastAutoAugment, n: int, batched: bool) -> np.ndarray:
     return np.concatenate(views)[:, 0, 0, 0].astype(float)
 
 
-@pytest.mark.parametrize("batched", [False, True])
-def test_subpolicy_choice_is_uniform_and_ops_use_their_probability(tmp_path: Path, batched: bool) -> None:
+@pytest.mark.parametrize("path", ["albumentations", "indexed", "masked"])
+def test_subpolicy_choice_is_uniform_and_ops_use_their_probability(tmp_path: Path, path: str) -> None:
     # Invert: 100 -> 155; Posterize level 0 = 4 bits: 100 -> 96, 155 -> 144
     policy = write_policy(tmp_path, [
         [["Invert", 1.0, 0.0], ["Invert", 0.0, 0.0]],
@@ -197,7 +207,7 @@ def test_subpolicy_choice_is_uniform_and_ops_use_their_probability(tmp_path: Pat
         [["Invert", 0.3, 0.0], ["Posterize", 0.6, 0.0]],
     ])  # fmt: skip
     aug = FastAutoAugment(FastAutoAugmentParams(policy=policy, crop=24), ImageSpec(3, SIDE))
-    levels = constant_views(aug, 6000, batched)
+    levels = constant_views(aug, 6000, path)
     freq = {v: np.mean(levels == v) for v in (100, 155, 96, 144)}
     assert sum(freq.values()) == pytest.approx(1.0)
     # sub-policies 1/3 each; in the third: neither .28, invert only .12, posterize only .42, both .18
@@ -274,6 +284,53 @@ def test_batched_views_shape_range_and_greyscale_channels() -> None:
     assert aug.output == ImageSpec(3, 24)
     one = aug.views(x[0].permute(1, 2, 0).numpy(), np.random.default_rng(0))
     assert one.shape == (3, 24, 24, 3)
+
+
+def test_masked_and_indexed_batched_paths_agree() -> None:
+    """Ops applied by masks over the whole batch (accelerators) give the views that ops applied
+    to the drawing images only (CPU) give, for every op but Cutout (whose holes are drawn per
+    batch image on the masked path)."""
+    policy = load_policy()
+    no_cutout = tuple(sub for sub in policy.subpolicies if all(op.name != "Cutout" for op in sub))
+    x = torch.randint(0, 256, (400, 3, SIDE, SIDE), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    indexed, masked = (
+        BatchedPolicy(dataclasses.replace(policy, subpolicies=no_cutout), masked)(x, torch.Generator().manual_seed(5))
+        for masked in (False, True)
+    )
+    assert (indexed != x).flatten(1).any(1).float().mean() > 0.5  # most images were changed
+    assert torch.equal(indexed, masked)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_batched_geometric_ops_are_the_single_ops_with_random_signs(tmp_path: Path, image: np.ndarray, masked: bool) -> None:
+    """A slot's geometric ops share one affine gather: each image must still get exactly its
+    own op with its own sign, as apply_op does it alone."""
+    subs = [[["Rotate", 1.0, 0.8], ["ShearX", 1.0, 0.6]], [["TranslateY", 1.0, 0.7], ["Invert", 1.0, 0.0]]]
+    policy = load_policy(write_policy(tmp_path, subs))
+    (rotate, shear), (translate, _) = policy.subpolicies
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].repeat(200, 1, 1, 1)
+
+    def single(name: str, value: float, images: torch.Tensor) -> torch.Tensor:
+        return apply_op(name, images, torch.full((len(images),), value))
+
+    candidates = [
+        single("ShearX", b * shear.value, single("Rotate", a * rotate.value, x[:1]))[0]
+        for a in (1, -1)
+        for b in (1, -1)
+    ] + [255 - single("TranslateY", a * translate.value, x[:1])[0] for a in (1, -1)]
+    out = BatchedPolicy(policy, masked)(x, torch.Generator().manual_seed(0))
+    match = torch.stack([(out == c).flatten(1).all(1) for c in candidates], 1)
+    assert bool((match.sum(1) == 1).all())  # every image is exactly one of the six
+    assert bool((match.sum(0) > 10).all())  # and each of the six occurs
+
+
+def test_masked_batched_views_never_sync_the_host() -> None:
+    aug = force_masked(FastAutoAugment(FastAutoAugmentParams(views=4), ImageSpec(3, SIDE)))
+    x = torch.randint(0, 256, (64, 3, SIDE, SIDE), dtype=torch.uint8)
+    generator = torch.Generator().manual_seed(0)
+    assert host_syncs(lambda: aug.batch_views(x, generator)) == []
+    assert host_syncs(lambda: aug.eval_batch(x)) == []
+    assert "nonzero" in host_syncs(lambda: FastAutoAugment(aug.params, ImageSpec(3, SIDE)).batch_views(x, generator))
 
 
 def test_lightly_call_returns_view_tensors(image: np.ndarray) -> None:

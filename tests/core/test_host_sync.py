@@ -1,0 +1,79 @@
+"""mihead.host_sync: the audit sees every kind of host sync, and no registered backbone, head or
+objective syncs the host in its forward and backward (a GPU step must never wait on the host;
+the audit runs at dispatch level, so CI checks this on the CPU)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from mihead.contracts import ObjectiveContext
+from mihead.host_sync import host_syncs
+from mihead.plugins import Registered, load_registry
+from mihead.testing import DEFAULT_IMAGE, check_params, fake_outputs
+
+TRAINED = sorted(
+    (e for e in load_registry(strict=False).entries() if e.kind in ("backbone", "head", "objective")),
+    key=lambda e: (e.kind, e.name),
+)
+
+
+def test_audit_sees_each_kind_of_sync() -> None:
+    x = torch.randn(3)
+    seen = host_syncs(
+        lambda: (x.sum().item(), bool(x[0] > 0), torch.tensor(5), x[x > 0], (x > 0).nonzero(), x.unique())
+    )
+    assert seen == [
+        "_local_scalar_dense",
+        "_local_scalar_dense",
+        "lift_fresh",
+        "index with a boolean mask",
+        "nonzero",
+        "_unique2",
+    ]
+
+
+def test_audit_passes_sync_free_code() -> None:
+    """The engine's non-finite bookkeeping and masked selection stay on the device."""
+    x = torch.randn(3)
+    first_bad = torch.full((), -1, dtype=torch.long)
+    assert host_syncs(lambda: first_bad.masked_fill(~torch.isfinite(x.sum()), 7)) == []
+    assert host_syncs(lambda: torch.where(x > 0, x, torch.zeros_like(x))) == []
+
+
+def _backbone_step(entry: Registered) -> Callable[[], object]:
+    net = entry.cls(check_params(entry.cls), DEFAULT_IMAGE)
+    images = torch.rand(2, DEFAULT_IMAGE.channels, DEFAULT_IMAGE.size, DEFAULT_IMAGE.size)
+
+    def step() -> None:
+        out = net(images)
+        sum(t.float().mean() for t in [*out.attach, *out.features.values()]).backward()
+
+    return step
+
+
+def _head_step(entry: Registered) -> Callable[[], object]:
+    head = entry.cls(check_params(entry.cls), 16, 5)
+    maps = torch.randn(4, 16, 3, 3)
+    return lambda: head(maps)[:, 0].sum().backward()
+
+
+def _objective_step(entry: Registered) -> Callable[[], object]:
+    outputs = fake_outputs(features={name: (8, 4, 4) for name in entry.cls.requires})
+    h, v, _, k = outputs.probs.shape
+    over = 0 if outputs.over_probs is None else outputs.over_probs.shape[-1]
+    context = ObjectiveContext(h, v, k, over, {n: int(f.shape[2]) for n, f in outputs.features.items()})
+    objective = entry.cls(check_params(entry.cls), context)
+    return lambda: objective(outputs).backward()
+
+
+STEPS = {"backbone": _backbone_step, "head": _head_step, "objective": _objective_step}
+
+
+@pytest.mark.parametrize("entry", TRAINED, ids=[f"{e.kind}:{e.name}" for e in TRAINED])
+def test_forward_and_backward_never_sync(entry: Registered) -> None:
+    torch.manual_seed(0)
+    step = STEPS[entry.kind](entry)
+    assert host_syncs(step) == []
