@@ -27,9 +27,10 @@ from mihead.distributed import current
 from mihead.errors import MiheadError
 from mihead.evaluate import Evaluation, evaluate
 from mihead.optim import learning_rate, make_optimizer
-from mihead.plots import plot_confusion, plot_heads
+from mihead.plots import plot_confusion, plot_heads, plot_training
 from mihead.recipe import Recipe
 from mihead.report import print_results
+from mihead.training_log import LOG_FILE, read_log
 
 __all__ = ["Interrupted", "NumericalError", "Trainer", "training_facts", "write_reports"]
 
@@ -76,7 +77,8 @@ def training_facts(state: dict[str, Any], device: torch.device) -> dict[str, Any
 
 
 def write_reports(run_dir: Path, evaluation: Evaluation, extra: dict[str, Any]) -> dict[str, Any]:
-    """summary.json, heads.png and confusion.png (the latter only with labels)."""
+    """summary.json, heads.png, confusion.png (only with labels) and training.png (when the
+    run directory has a log)."""
     summary = {**evaluation.summary(), **extra}
     tmp = run_dir / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n")
@@ -84,6 +86,9 @@ def write_reports(run_dir: Path, evaluation: Evaluation, extra: dict[str, Any]) 
     plot_heads(evaluation, run_dir / "heads.png")
     if evaluation.confusion is not None:
         plot_confusion(evaluation, run_dir / "confusion.png")
+    records = [record for _, record in read_log(run_dir)]
+    if records:
+        plot_training(records, run_dir / "training.png")
     return summary
 
 
@@ -182,24 +187,11 @@ class Trainer:
 
     def _truncate_log(self) -> None:
         """Drop metrics.jsonl lines of epochs after the checkpoint (written before a kill)."""
-        log = self.run_dir / "metrics.jsonl"
+        log = self.run_dir / LOG_FILE
         if not log.exists():
             return
-        kept = [line for line, record in self._read_log() if record["epoch"] <= self.epoch]
+        kept = [line for line, record in read_log(self.run_dir) if record["epoch"] <= self.epoch]
         log.write_text("".join(line + "\n" for line in kept))
-
-    def _read_log(self) -> list[tuple[str, dict[str, Any]]]:
-        """The lines of metrics.jsonl and their records, less a line cut short by a kill."""
-        log = self.run_dir / "metrics.jsonl"
-        if not log.exists():
-            return []
-        records = []
-        for line in log.read_text().splitlines():
-            try:
-                records.append((line, json.loads(line)))
-            except json.JSONDecodeError:
-                continue
-        return records
 
     def checkpoint(self) -> None:
         if self.cluster.is_main:
@@ -241,7 +233,7 @@ class Trainer:
     def _log(self, record: dict[str, Any]) -> None:
         if not self.cluster.is_main:
             return
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
+        with open(self.run_dir / LOG_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def fit(self) -> dict[str, Any]:
@@ -332,7 +324,7 @@ class Trainer:
         """The final evaluation: logged with the last epoch's ``record``, written, printed."""
         evaluation = self._evaluate()
         record["eval"] = evaluation.epoch_metrics()
-        if all(r["epoch"] != self.epoch for _, r in self._read_log()):  # resuming a finished run
+        if all(r["epoch"] != self.epoch for _, r in read_log(self.run_dir)):  # resuming a finished run
             self._log(record)
         summary = write_reports(self.run_dir, evaluation, self.run_facts())
         print_results(self.console, evaluation, summary)

@@ -1,8 +1,10 @@
-"""heads.png (per-head scores) and confusion.png (the reported head's confusion matrix)."""
+"""heads.png (per-head scores), confusion.png (the reported head's confusion matrix) and
+training.png (loss terms and scores against training time)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -12,8 +14,9 @@ import numpy as np  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
 
 from mihead.evaluate import Evaluation  # noqa: E402
+from mihead.training_log import learning_curve  # noqa: E402
 
-__all__ = ["plot_confusion", "plot_heads"]
+__all__ = ["plot_confusion", "plot_heads", "plot_training"]
 
 
 def plot_heads(evaluation: Evaluation, path: Path) -> None:
@@ -56,6 +59,33 @@ def plot_confusion(evaluation: Evaluation, path: Path) -> None:
     ax.set_xlabel("cluster (ordered by matched class)")
     ax.set_ylabel("class")
     ax.set_title(f"Head {evaluation.selected} ({evaluation.selection})")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_training(records: list[dict[str, Any]], path: Path) -> None:
+    """Each loss term per epoch, and the reported head's accuracy (the best head's dashed; NMI(z,
+    z') without labels) at each evaluated epoch, against minutes of training."""
+    fig, (losses, scores) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=120)
+    minutes = [r["seconds"] / 60 for r in records]
+    for term in records[0]["losses"]:
+        losses.plot(minutes, [r["losses"][term] for r in records], label=term)
+    losses.set_xlabel("training minutes")
+    losses.set_title("Loss terms (epoch means)")
+    losses.legend(fontsize=7, frameon=False)
+    curve = learning_curve(records)
+    at = [p.seconds / 60 for p in curve]
+    if curve and curve[0].acc is not None:
+        scores.plot(at, [p.acc for p in curve], "o-", ms=3, label="reported head")
+        scores.plot(at, [p.best_acc for p in curve], "--", lw=1, label="best head")
+        scores.set_title("Accuracy")
+    else:
+        scores.plot(at, [p.nmi_zz for p in curve], "o-", ms=3, label="reported head")
+        scores.set_title("NMI(z, z') (no labels)")
+    scores.set_xlabel("training minutes")
+    scores.set_ylim(0, 1)
+    scores.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

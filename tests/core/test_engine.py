@@ -60,11 +60,12 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_run_directory_files(tiny_run: Path, registry) -> None:  # type: ignore[no-untyped-def]
     names = {p.name for p in tiny_run.iterdir()}
-    assert {"recipe.toml", "plugins.json", "metrics.jsonl", "checkpoint.pt", "summary.json", "heads.png", "confusion.png"} <= names
+    assert {"recipe.toml", "plugins.json", "metrics.jsonl", "checkpoint.pt", "summary.json", "heads.png", "confusion.png", "training.png"} <= names
     assert not [n for n in names if n.endswith(".tmp")]
     assert "checkpoint.prev.pt" in names  # two checkpoints were written, the older one kept
     assert (tiny_run / "heads.png").read_bytes()[:4] == b"\x89PNG"
     assert (tiny_run / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tiny_run / "training.png").read_bytes()[:4] == b"\x89PNG"
 
     # recipe.toml is the resolved recipe: every default filled in, the overrides applied
     resolved = load_recipe(tiny_run / "recipe.toml", registry)

@@ -1,0 +1,72 @@
+"""metrics.jsonl read back: its records, and the learning curve (scores against training time)
+that the evaluated epochs trace.
+
+The engine appends one JSON object per epoch (``epoch``, ``step``, ``lr``, ``losses``,
+``images_per_second``, ``seconds``: training seconds so far, summed over resumed commands, not
+counting evaluation) and ``eval`` on evaluated epochs (the selected head and every head's
+scores). A line cut short by a kill is skipped: the engine truncates it on resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["LOG_FILE", "CurvePoint", "learning_curve", "read_log"]
+
+LOG_FILE = "metrics.jsonl"
+
+
+def read_log(run_dir: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The lines of ``run_dir``'s metrics.jsonl and their records, less a line cut short."""
+    log = run_dir / LOG_FILE
+    if not log.exists():
+        return []
+    records = []
+    for line in log.read_text().splitlines():
+        try:
+            records.append((line, json.loads(line)))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+@dataclasses.dataclass(frozen=True)
+class CurvePoint:
+    """One evaluated epoch: when it ended and how the heads scored (``acc`` and ``nmi`` are
+    the selected head's, None without labels; ``best_acc`` the best head's)."""
+
+    epoch: int
+    step: int
+    seconds: float
+    selected: int
+    acc: float | None
+    nmi: float | None
+    nmi_zz: float
+    best_acc: float | None
+
+
+def learning_curve(records: list[dict[str, Any]]) -> list[CurvePoint]:
+    """The evaluated epochs of ``records``, in order."""
+    points = []
+    for r in records:
+        if "eval" not in r:
+            continue
+        heads = r["eval"]["heads"]
+        chosen = heads[r["eval"]["selected_head"]]
+        accs = [h["acc"] for h in heads if h.get("acc") is not None]
+        points.append(
+            CurvePoint(
+                epoch=int(r["epoch"]),
+                step=int(r["step"]),
+                seconds=float(r["seconds"]),
+                selected=int(r["eval"]["selected_head"]),
+                acc=chosen.get("acc"),
+                nmi=chosen.get("nmi"),
+                nmi_zz=float(chosen["nmi_zz"]),
+                best_acc=max(accs) if accs else None,
+            )
+        )
+    return points
