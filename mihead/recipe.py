@@ -105,7 +105,7 @@ class AugmentCore(Params):
     where: str = param(
         "auto",
         "workers = per image in loader processes, device = batched on the training device, "
-        "auto = workers when the augmenter can, else device",
+        "auto = device on a GPU when the augmenter batches, else workers when it can, else device",
         choices=("auto", "workers", "device"),
     )
     original_view: bool = param(

@@ -92,3 +92,24 @@ def test_eval_batches_are_fixed() -> None:
     assert torch.allclose(single, torch.full_like(single, 100 / 255))
     (_, again), *_ = source(num_workers=2).eval_batches(IMAGES, 8)
     assert torch.equal(pair, again)
+
+
+class NoiseBoth(NoiseViews, NoiseBatch):
+    """An augmenter with both paths, as fast_autoaugment has."""
+
+    name = "noise_both"
+
+
+@pytest.mark.parametrize(
+    ("cls", "device", "on_device"),
+    [
+        (NoiseBoth, "cpu", False),  # CPU training: loader workers
+        (NoiseBoth, "meta", True),  # any accelerator: batched on it
+        (NoiseViews, "meta", False),  # per image only: workers even on an accelerator
+        (NoiseBatch, "cpu", True),  # batched only: the device even on the CPU
+    ],
+)
+def test_auto_picks_the_device_path_on_an_accelerator(cls: type, device: str, on_device: bool) -> None:
+    aug = cls(AugmenterParams(views=2), ImageSpec(3, 4))
+    src = make_view_source(IMAGES, aug, "auto", batch_size=8, num_workers=0, seed=0, device=torch.device(device))
+    assert src.on_device is on_device
