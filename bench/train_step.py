@@ -3,12 +3,15 @@
     python bench/train_step.py                                       # GPU: the recipe's full size
     python bench/train_step.py --batch 16 --width 0.25 --size 32     # CPU defaults (2 cores: < 1 min)
     python bench/train_step.py --compile --channels-last --no-bf16   # switches (see --help)
+    python bench/train_step.py --augment                             # views made on the device in the step
 
 The model and objectives are those of recipes/dhog_cifar10.toml (ResNet-18 with blocks 1-3
 shared and 5 copies of block 4, 8 MLP heads, 4 views, ``iic`` pull + 0.05 ``dhog_push``),
 built by :func:`mihead.build.build_model` from the loaded recipe, with the sizes of the command
-line set as recipe overrides. Views are random tensors: the step's time excludes data loading
-and augmentation (bench/augment.py measures those).
+line set as recipe overrides. Views are random tensors, so the step's time excludes data loading
+and augmentation (bench/augment.py measures those); with ``--augment`` each step starts from
+uint8 32 px images instead and makes its views with the recipe's augmenter on the device, as a
+GPU run does (``augment.where = auto`` on CUDA), so that 227 steps are an epoch.
 
 Two configurations of the same model (same initial weights) are timed in the same run:
 
@@ -138,7 +141,8 @@ def check_losses(outputs: ModelOutputs, objectives: Terms) -> str:
 
 # --- the steps -------------------------------------------------------------------------------
 class Step:
-    """One optimiser step of a model and its objectives on fixed views, in one configuration."""
+    """One optimiser step of a model and its objectives on fixed inputs, in one configuration:
+    views, or with ``augment``, uint8 images that it turns into views first."""
 
     def __init__(
         self,
@@ -151,8 +155,9 @@ class Step:
         precision: str,
         channels_last: bool,
         compile: bool,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
-        self.model, self.objectives, self.device = model, objectives, device
+        self.model, self.objectives, self.device, self.augment = model, objectives, device, augment
         self.naive, self.precision, self.channels_last = naive, precision, channels_last
         if channels_last:
             model.to(memory_format=torch.channels_last)
@@ -161,8 +166,10 @@ class Step:
         params = list(model.parameters()) + [p for _, _, o in objectives for p in o.parameters()]
         self.optimizer = make_optimizer(params, recipe.train)
 
-    def loss(self, views: torch.Tensor) -> torch.Tensor:
-        """The forward pass and the loss (what the engine's ``_LossTerms`` and sum compute)."""
+    def loss(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The augmentation if any, the forward pass and the loss (what the engine's view
+        source, ``_LossTerms`` and sum compute)."""
+        views = self.augment(inputs) if self.augment is not None else inputs
         if self.channels_last and views.ndim == 4:  # as the engine: 5-D views stay as they are
             views = views.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.precision):
@@ -171,8 +178,8 @@ class Step:
                 return naive_loss(outputs, self.objectives)
             return batched_loss(outputs, self.objectives)
 
-    def __call__(self, views: torch.Tensor) -> None:
-        loss = self.loss(views)
+    def __call__(self, inputs: torch.Tensor) -> None:
+        loss = self.loss(inputs)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -183,20 +190,20 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def audit_syncs(step: Step, views: torch.Tensor) -> list[str]:
-    """Host-syncing operations in one eager forward + loss + backward of ``step``. The
+def audit_syncs(step: Step, inputs: torch.Tensor) -> list[str]:
+    """Host-syncing operations in one eager (augmentation +) forward + loss + backward of ``step``. The
     optimiser is left out: Adam keeps its step count on the host (torch's default when not
     ``capturable``), so its ``.item()`` reads host memory and does not wait for the device."""
-    seen = host_syncs(lambda: step.loss(views).backward())
+    seen = host_syncs(lambda: step.loss(inputs).backward())
     step.optimizer.zero_grad(set_to_none=True)
     return seen
 
 
-def count_flops(step: Step, views: torch.Tensor) -> int:
+def count_flops(step: Step, inputs: torch.Tensor) -> int:
     """FLOPs of one forward + loss + backward (matrix products and convolutions)."""
     counter = FlopCounterMode(display=False)
     with counter:
-        step.loss(views).backward()
+        step.loss(inputs).backward()
     step.optimizer.zero_grad(set_to_none=True)
     return counter.get_total_flops()
 
@@ -207,7 +214,7 @@ def peak_memory(device: torch.device) -> str:
     return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:,.0f} MiB (process peak RSS so far)"
 
 
-def time_step(step: Step, views: torch.Tensor, warmup: int, steps: int) -> tuple[float, float]:
+def time_step(step: Step, inputs: torch.Tensor, warmup: int, steps: int) -> tuple[float, float]:
     """(seconds of the first warm-up step, which includes any compilation; mean seconds per
     timed step). Warm-up steps are not timed; the device is synchronised around the timed
     steps only."""
@@ -215,26 +222,34 @@ def time_step(step: Step, views: torch.Tensor, warmup: int, steps: int) -> tuple
         torch.cuda.reset_peak_memory_stats(step.device)
     synchronise(step.device)
     start = time.perf_counter()
-    step(views)
+    step(inputs)
     synchronise(step.device)
     first = time.perf_counter() - start
     for _ in range(warmup - 1):
-        step(views)
+        step(inputs)
     synchronise(step.device)
     start = time.perf_counter()
     for _ in range(steps):
-        step(views)
+        step(inputs)
     synchronise(step.device)
     return first, (time.perf_counter() - start) / steps
 
 
-def largest_batch(step: Step, views: torch.Tensor, limit: int) -> tuple[int, int | None]:
+def batch_dim(inputs: torch.Tensor) -> int:
+    """The batch dimension of views [V, B, C, H, W] or of images [B, C, H, W]."""
+    return 1 if inputs.ndim == 5 else 0
+
+
+def largest_batch(step: Step, inputs: torch.Tensor, limit: int) -> tuple[int, int | None]:
     """(largest batch that ran, the first that ran out of memory or None), doubling from the
-    batch of ``views``; the batch of the views is doubled by repeating them."""
-    batch, fitted = views.shape[1], 0
+    batch of ``inputs``, which is doubled by repeating them."""
+    dim = batch_dim(inputs)
+    batch, fitted = inputs.shape[dim], 0
     while batch <= limit:
         try:
-            big = views.repeat(1, batch // views.shape[1], 1, 1, 1)
+            repeats = [1] * inputs.ndim
+            repeats[dim] = batch // inputs.shape[dim]
+            big = inputs.repeat(*repeats)
             step(big)
             step(big)
             synchronise(step.device)
@@ -271,9 +286,9 @@ def bf16_peak(device: torch.device) -> tuple[str, float | None]:
     return name, next((peak for key, peak in BF16_PEAK.items() if key in name), None)
 
 
-def report(label: str, step: Step, views: torch.Tensor, flops: int, warmup: int, steps: int) -> float:
-    first, seconds = time_step(step, views, warmup, steps)
-    v, b = views.shape[:2]
+def report(label: str, step: Step, inputs: torch.Tensor, views: int, flops: int, warmup: int, steps: int) -> float:
+    first, seconds = time_step(step, inputs, warmup, steps)
+    v, b = views, inputs.shape[batch_dim(inputs)]
     if step.device.type == "cuda":
         name, peak = bf16_peak(step.device)
         rate = f"{flops / seconds / peak:.1%} of {name} dense bf16 peak" if peak else f"bf16 peak unknown for {name}"
@@ -304,6 +319,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--channels-last", action=argparse.BooleanOptionalAction, default=None,
         help="channels-last model (default: the recipe's train.channels_last, which the engine applies on CUDA only)",
+    )
+    ap.add_argument(
+        "--augment", action=argparse.BooleanOptionalAction, default=False,
+        help="start each step from uint8 32 px images and make the views with the recipe's augmenter "
+        "on the device (augment.where = device), as a GPU run does; else the views are random tensors",
     )
     ap.add_argument("--max-batch", type=int, default=1 << 16, help="stop the largest-batch search here (CUDA)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
@@ -342,6 +362,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     naive_objectives = copy.deepcopy(objectives)
     v, s = augmenter.num_views, augmenter.output.size
     views = torch.rand(v, args.batch, augmenter.output.channels, s, s, device=device)
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    inputs = views
+    if args.augment:
+        generator = torch.Generator(device=device).manual_seed(args.seed)
+        augment = lambda images: augmenter.batch_views(images, generator)  # noqa: E731
+        inputs = torch.randint(0, 256, (args.batch, CIFAR.channels, CIFAR.size, CIFAR.size), dtype=torch.uint8, device=device)
 
     on_cuda = device.type == "cuda"
     channels_last = args.channels_last if args.channels_last is not None else recipe.train.channels_last and on_cuda
@@ -357,12 +383,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{sum(p.numel() for p in model.parameters()):,} parameters, objectives "
         + ", ".join(f"{w:g} x {n}" for n, w, _ in objectives)
     )
+    if augment is None:
+        print("augmentation: none in the step (random views)")
+    else:
+        masked = augmenter.batched.masked if augmenter.batched.masked is not None else on_cuda  # type: ignore[attr-defined]
+        print(f"augmentation: {recipe.augment.entry.name} on the device in every step, ops {'masked' if masked else 'indexed'}")
 
     def step(model: MultiHeadModel, objectives: Terms, naive: bool, tuned: bool, compile: bool) -> Step:
         """A step of ``model``: tuned = the recipe's precision and channels-last, else plain fp32."""
         return Step(
             model, objectives, recipe, device, naive=naive, compile=compile,
-            precision=precision if tuned else "fp32", channels_last=channels_last and tuned,
+            precision=precision if tuned else "fp32", channels_last=channels_last and tuned, augment=augment,
         )
 
     baseline = step(naive_model, naive_objectives, naive=True, tuned=False, compile=False)
@@ -383,20 +414,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     del outputs, peaked
 
-    seen = audit_syncs(step(copy.deepcopy(model), objectives, naive=False, tuned=True, compile=False), views)
-    print(f"host syncs in forward+loss+backward: {', '.join(sorted(set(seen))) if seen else 'none'}")
-    flops = count_flops(step(copy.deepcopy(model), objectives, naive=False, tuned=False, compile=False), views)
+    seen = audit_syncs(step(copy.deepcopy(model), objectives, naive=False, tuned=True, compile=False), inputs)
+    what = "augmentation+forward+loss+backward" if augment else "forward+loss+backward"
+    print(f"host syncs in {what}: {', '.join(sorted(set(seen))) if seen else 'none'}")
+    flops = count_flops(step(copy.deepcopy(model), objectives, naive=False, tuned=False, compile=False), inputs)
     print(f"flops per step (forward+backward): {flops / 1e9:,.2f} GFLOP")
 
-    base_s = report("baseline (eager fp32, naive MI loops)", baseline, views, flops, args.warmup, args.steps)
+    base_s = report("baseline (eager fp32, naive MI loops)", baseline, inputs, v, flops, args.warmup, args.steps)
     del baseline, naive_model
     gc.collect()
     on = lambda flag: "on" if flag else "off"  # noqa: E731
     label = f"mihead ({'bf16 autocast' if bf16 else 'fp32'}, batched MI, channels_last {on(channels_last)}, compile {on(args.compile)})"
-    fast_s = report(label, fast, views, flops, args.warmup, args.steps)
+    fast_s = report(label, fast, inputs, v, flops, args.warmup, args.steps)
     print(f"speed-up mihead / baseline: {base_s / fast_s:.2f}x")
     if on_cuda:
-        fitted, failed = largest_batch(fast, views, args.max_batch)
+        fitted, failed = largest_batch(fast, inputs, args.max_batch)
         beyond = f"; batch {failed} ran out of memory" if failed else f"; search stopped at --max-batch {args.max_batch}"
         print(f"largest batch: {fitted} (doubling from {args.batch}{beyond})")
     else:

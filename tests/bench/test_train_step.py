@@ -47,6 +47,20 @@ def test_tiny_run_prints_every_field(bench: ModuleType, capsys: pytest.CaptureFi
             assert re.search(field, line), (field, line)
     assert re.search(r"speed-up mihead / baseline: [\d.]+x", out)
     assert "largest batch: skipped on CPU" in out
+    assert "augmentation: none in the step (random views)" in out
+
+
+def test_augment_makes_views_on_the_device_in_the_step(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    threads = torch.get_num_threads()
+    try:
+        bench.main(["--device", "cpu", "--batch", "4", "--width", "0.0625", "--size", "16", "--steps", "1", "--warmup", "1", "--threads", "1", "--augment"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "augmentation: fast_autoaugment on the device in every step, ops indexed" in out
+    # on the CPU the ops find their images with nonzero (free there); on CUDA they are masked
+    assert re.search(r"host syncs in augmentation\+forward\+loss\+backward: .*nonzero", out)
+    assert re.search(r"^mihead \(fp32, batched MI.*: step [\d.,]+ ms \| [\d.,]+ images/s", out, re.M)
 
 
 def test_naive_loss_matches_batched_on_sharp_probabilities(bench: ModuleType) -> None:
