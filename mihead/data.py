@@ -239,9 +239,10 @@ def make_view_source(
     **kwargs: object,
 ) -> ViewSource:
     """A :class:`ViewSource` augmenting on loader workers or on the device as ``where`` says.
-    ``auto`` takes the device on an accelerator when the augmenter batches (per-image workers
-    make about 1,000 to 2,000 views/s a core, a 10 s DHOG CIFAR-10 epoch needs 20,000), else
-    loader workers when the augmenter can, else the device."""
+    ``auto`` takes the device on an accelerator when the augmenter batches, else loader
+    workers when the augmenter can, else the device: a 10 s DHOG CIFAR-10 epoch needs 20,000
+    views/s, which per-image workers give only with 5 to 20 free cores (1,000 to 4,500 views/s
+    each, bench/augment.py), and the batched path on the GPU needs none."""
     device = kwargs.get("device")
     accelerated = isinstance(device, torch.device) and device.type != "cpu" and isinstance(augmenter, BatchAugmenter)
     on_device = where == "device" or (where == "auto" and (accelerated or not isinstance(augmenter, ImageAugmenter)))
