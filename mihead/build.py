@@ -19,7 +19,7 @@ from mihead.errors import DataError
 from mihead.model import MultiHeadModel
 from mihead.recipe import Recipe
 
-__all__ = ["Built", "build", "build_model"]
+__all__ = ["Built", "build", "build_declared", "build_model"]
 
 
 @dataclasses.dataclass
@@ -85,6 +85,21 @@ def build(recipe: Recipe, device: torch.device, rank: int = 0, world_size: int =
         )
     model, objectives = build_model(recipe, augmenter, clusters, device)
     return Built(train_data, eval_data, augmenter, source, model, objectives, device)
+
+
+def build_declared(recipe: Recipe) -> tuple[ImageSpec, int, MultiHeadModel] | None:
+    """Without loading data: the recipe's augmenter, model and objectives built on the CPU for
+    the images and classes its dataset declares (``Dataset.image_spec``, ``class_count``), so
+    that values wrong for that data (a crop larger than the images, a head index out of range)
+    raise here as they would in a run. None when the dataset declares either too little."""
+    dataset: Dataset = recipe.data.cls(recipe.data.params)
+    spec = dataset.image_spec()
+    clusters = recipe.head.params.clusters or dataset.class_count()  # type: ignore[attr-defined]
+    if spec is None or clusters < 2:
+        return None
+    augmenter: Augmenter = recipe.augment.cls(recipe.augment.params, spec)
+    model, _ = build_model(recipe, augmenter, clusters, torch.device("cpu"))
+    return spec, clusters, model
 
 
 def build_model(

@@ -125,11 +125,20 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    from mihead.build import build_declared
+
     recipe = load_recipe(args.recipe, _registry(console), args.set)
     names = ", ".join(s.entry.name for s in recipe.objectives)
+    built = build_declared(recipe)
+    if built is None:
+        what = f"not built: dataset {recipe.data.entry.name} gives its image size or classes only once loaded"
+    else:
+        spec, clusters, model = built
+        size = sum(p.numel() for p in model.parameters())
+        what = f"built for {spec.size} px x {spec.channels} channel images: {model.num_heads} heads of {clusters} clusters, {size:,} parameters"
     console.print(
         f"{args.recipe}: ok (data {recipe.data.entry.name}, backbone {recipe.backbone.entry.name}, "
-        f"head {recipe.head.entry.name}, objectives {names})",
+        f"head {recipe.head.entry.name}, objectives {names}; model {what})",
         highlight=False,
     )
     return 0

@@ -237,12 +237,14 @@ def check_augmenter(cls: type[Augmenter], params: Params | None = None, source: 
 def check_dataset(cls: type[Dataset], params: Params | None = None, splits: tuple[str, ...] | None = None) -> dict[str, ImageData]:
     """``train_split`` and ``eval_split`` are among ``splits``, and each split checked (by
     default those two) loads as uint8 [N, H, W, C] (C = 1 or 3) with labels None or int64 in
-    range(len(classes)). Absent data raises :class:`mihead.errors.DataError`, which this
-    check lets through (a caller may skip on it)."""
+    range(len(classes)), and as ``image_spec()`` and ``class_count()`` say when they say it.
+    Absent data raises :class:`mihead.errors.DataError`, which this check lets through (a
+    caller may skip on it)."""
     params = params if params is not None else check_params(cls)
     _require(len(cls.splits) > 0 and all(isinstance(s, str) for s in cls.splits), cls, "splits must be a non-empty tuple of names")
     _require(cls.train_split in cls.splits and cls.eval_split in cls.splits, cls, "train_split and eval_split must be among splits")
     dataset = cls(params)  # type: ignore[arg-type]
+    spec, count = dataset.image_spec(), dataset.class_count()
     loaded = {}
     for split in splits or tuple(dict.fromkeys((cls.train_split, cls.eval_split))):
         data = dataset.load(split)
@@ -251,6 +253,9 @@ def check_dataset(cls: type[Dataset], params: Params | None = None, splits: tupl
         if data.labels is not None:
             _require(data.labels.dtype == np.int64, cls, f"split {split!r}: labels are {data.labels.dtype}, not int64")
             _require(bool(((data.labels >= 0) & (data.labels < len(data.classes))).all()), cls, f"split {split!r}: labels outside range(len(classes))")
+        n, h, w, c = data.images.shape
+        _require(spec is None or (h, w, c) == (spec.size, spec.size, spec.channels), cls, f"split {split!r}: images {h}x{w}x{c}, image_spec() says {spec}")
+        _require(not count or data.labels is None or len(data.classes) == count, cls, f"split {split!r}: {len(data.classes)} classes, class_count() says {count}")
         loaded[split] = data
     return loaded
 

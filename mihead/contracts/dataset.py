@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from mihead.contracts.augmenter import ImageSpec
 from mihead.contracts.params import Params, param
 from mihead.contracts.plugin import Plugin
 
@@ -68,6 +69,17 @@ class Dataset(Plugin, ABC):
 
     def __init__(self, params: DatasetParams) -> None:
         self.params = params
+
+    def image_spec(self) -> ImageSpec | None:
+        """The channels and side of every split's images, when known without loading them
+        (None: known once loaded). With it, ``mihead check`` builds the recipe's augmenter and
+        model, so that values wrong for these images fail there rather than in a run."""
+        return None
+
+    def class_count(self) -> int:
+        """How many classes every labelled split names, when known without loading (0: known
+        once loaded, or no labels): ``head.clusters``' default for ``mihead check``."""
+        return 0
 
     @abstractmethod
     def load(self, split: str) -> ImageData:

@@ -11,7 +11,7 @@ from typing import ClassVar
 import numpy as np
 
 from mihead import hookimpl
-from mihead.contracts import Dataset, ImageData
+from mihead.contracts import Dataset, ImageData, ImageSpec
 
 
 class Digits(Dataset):
@@ -21,6 +21,12 @@ class Digits(Dataset):
     splits: ClassVar[tuple[str, ...]] = ("all",)
     train_split = "all"
     eval_split = "all"
+
+    def image_spec(self) -> ImageSpec:
+        return ImageSpec(channels=1, size=8)
+
+    def class_count(self) -> int:
+        return 10
 
     def load(self, split: str) -> ImageData:
         from sklearn.datasets import load_digits

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from mihead.contracts import Dataset, ImageData
+from mihead.contracts import Dataset, ImageData, ImageSpec
 from mihead_vision_datasets._common import data_root, make, require
 
 
@@ -36,6 +36,9 @@ class _CIFAR(Dataset):
     train_split = "train"
     eval_split = "test"
     tv_class: ClassVar[type[CIFAR10]]
+
+    def image_spec(self) -> ImageSpec:
+        return ImageSpec(channels=3, size=32)
 
     def _torchvision(self, split: str) -> CIFAR10:
         p = self.params
@@ -60,6 +63,9 @@ class CIFAR10Dataset(_CIFAR):
     name = "cifar10"
     tv_class = CIFAR10
 
+    def class_count(self) -> int:
+        return 10
+
     def load(self, split: str) -> ImageData:
         ds = self._torchvision(split)
         return ImageData(np.ascontiguousarray(ds.data), np.asarray(ds.targets, np.int64), tuple(ds.classes))
@@ -70,6 +76,9 @@ class CIFAR100_20(_CIFAR):
 
     name = "cifar100_20"
     tv_class = CIFAR100
+
+    def class_count(self) -> int:
+        return 20
 
     def load(self, split: str) -> ImageData:
         ds = self._torchvision(split)

@@ -15,7 +15,7 @@ import numpy as np
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader
 from torchvision.transforms import CenterCrop, Compose, Resize
 
-from mihead.contracts import Dataset, DatasetParams, ImageData, param
+from mihead.contracts import Dataset, DatasetParams, ImageData, ImageSpec, param
 from mihead.errors import DataError
 from mihead_vision_datasets._common import data_root
 
@@ -74,6 +74,9 @@ class ImageFolderDataset(Dataset):
     train_split = "all"
     eval_split = "all"
 
+    def image_spec(self) -> ImageSpec:
+        return ImageSpec(channels=3, size=self.params.size)  # type: ignore[attr-defined]
+
     def load(self, split: str) -> ImageData:
         p: ImageFolderParams = self.params  # type: ignore[assignment]
         if not p.root:
@@ -91,6 +94,12 @@ class CINIC10Dataset(Dataset):
     splits: ClassVar[tuple[str, ...]] = ("train", "valid", "test")
     train_split = "train"
     eval_split = "test"
+
+    def image_spec(self) -> ImageSpec:
+        return ImageSpec(channels=3, size=32)
+
+    def class_count(self) -> int:
+        return 10
 
     def load(self, split: str) -> ImageData:
         folder = data_root(self.params.root, self.name) / split  # type: ignore[attr-defined]

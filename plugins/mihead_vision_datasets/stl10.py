@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 from torchvision.datasets import STL10
 
-from mihead.contracts import Dataset, ImageData
+from mihead.contracts import Dataset, ImageData, ImageSpec
 from mihead_vision_datasets._common import data_root, make, require
 
 CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
@@ -33,6 +33,12 @@ class STL10Dataset(Dataset):
     splits: ClassVar[tuple[str, ...]] = tuple(_FILES)
     train_split = "train+unlabeled"
     eval_split = "test"
+
+    def image_spec(self) -> ImageSpec:
+        return ImageSpec(channels=3, size=96)
+
+    def class_count(self) -> int:
+        return len(CLASSES)
 
     def load(self, split: str) -> ImageData:
         p = self.params

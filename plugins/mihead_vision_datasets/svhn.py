@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 from torchvision.datasets import SVHN
 
-from mihead.contracts import Dataset, ImageData
+from mihead.contracts import Dataset, ImageData, ImageSpec
 from mihead_vision_datasets._common import data_root, make, require
 
 
@@ -18,6 +18,12 @@ class SVHNDataset(Dataset):
     splits: ClassVar[tuple[str, ...]] = ("train", "test", "extra")
     train_split = "train"
     eval_split = "test"
+
+    def image_spec(self) -> ImageSpec:
+        return ImageSpec(channels=3, size=32)
+
+    def class_count(self) -> int:
+        return 10
 
     def load(self, split: str) -> ImageData:
         p = self.params

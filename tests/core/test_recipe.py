@@ -344,3 +344,25 @@ def test_check_in_process(run_cli, tmp_path: Path) -> None:  # type: ignore[no-u
     assert code == 0 and "ok" in err
     code, _, err = run_cli("check", str(write(tmp_path, changed("head", name="mpl"))))
     assert code == 2 and "did you mean 'mlp'" in error_line(err)
+
+
+def test_check_builds_the_model_for_the_images_the_dataset_declares(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """digits declares 8 px grey images and 10 classes: check builds the model without the data,
+    so values wrong for that data fail at check, with exit 2."""
+    code, _, err = run_cli("check", str(write(tmp_path, changed("head", per_attachment=3))))
+    assert code == 0, err
+    assert "model built for 8 px x 1 channel images: 3 heads of 10 clusters" in " ".join(err.split())  # unwrapped
+    data = changed("augment", name="fast_autoaugment", crop=20)
+    code, _, err = run_cli("check", str(write(tmp_path, data)))
+    assert code == 2
+    assert error_line(err) == "mihead: error: [augment] crop: 20 px is larger than the 8 px images; set augment.crop to at most 8"
+
+
+def test_check_says_when_the_data_decides_the_model(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """image_folder knows its image size (a parameter) but not its classes until loaded."""
+    data = changed("data", name="image_folder", root=str(tmp_path / "absent"), limit=0)
+    code, _, err = run_cli("check", str(write(tmp_path, data)))
+    assert code == 0 and "model not built: dataset image_folder gives its image size or classes only once loaded" in " ".join(err.split())
+    data["head"]["clusters"] = 4
+    code, _, err = run_cli("check", str(write(tmp_path, data)))
+    assert code == 0 and "model built for 32 px x 3 channel images: 1 heads of 4 clusters" in " ".join(err.split())

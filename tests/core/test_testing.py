@@ -136,6 +136,26 @@ class FloatLabelsDataset(Dataset):
         return ImageData(np.zeros((4, 8, 8, 1), np.uint8), np.zeros(4, np.float32), ("a",))  # type: ignore[arg-type]
 
 
+class MisdeclaredSizeDataset(FloatLabelsDataset):
+    name = "misdeclared_size"
+
+    def load(self, split: str) -> ImageData:
+        return ImageData(np.zeros((4, 8, 8, 1), np.uint8), np.zeros(4, np.int64), ("a", "b"))
+
+    def image_spec(self) -> ImageSpec:
+        return ImageSpec(channels=1, size=32)
+
+
+class MisdeclaredClassesDataset(MisdeclaredSizeDataset):
+    name = "misdeclared_classes"
+
+    def image_spec(self) -> ImageSpec:
+        return ImageSpec(channels=1, size=8)
+
+    def class_count(self) -> int:
+        return 10
+
+
 @pytest.mark.parametrize(
     ("kind", "cls", "message"),
     [
@@ -148,6 +168,8 @@ class FloatLabelsDataset(Dataset):
         ("augmenter", GlobalRandomAugmenter, "same rng seed"),
         ("augmenter", OutOfRangeAugmenter, "outside \\[0, 1\\]"),
         ("dataset", FloatLabelsDataset, "not int64"),
+        ("dataset", MisdeclaredSizeDataset, "images 8x8x1, image_spec\\(\\) says"),
+        ("dataset", MisdeclaredClassesDataset, "2 classes, class_count\\(\\) says 10"),
     ],
 )
 def test_broken_plugins_are_caught(kind: str, cls: type, message: str) -> None:
