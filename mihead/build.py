@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -15,7 +17,7 @@ from mihead.contracts import (
     ObjectiveContext,
 )
 from mihead.data import ViewSource, make_view_source
-from mihead.errors import DataError
+from mihead.errors import DataError, RecipeError
 from mihead.model import MultiHeadModel
 from mihead.recipe import Recipe
 
@@ -102,6 +104,17 @@ def build_declared(recipe: Recipe) -> tuple[ImageSpec, int, MultiHeadModel] | No
     return spec, clusters, model
 
 
+@contextmanager
+def _building(what: str) -> Iterator[None]:
+    """A plugin's own failure to build from recipe values (a size torch rejects or cannot
+    allocate) as a one-line RecipeError naming the recipe section, not a traceback."""
+    try:
+        yield
+    except (RuntimeError, ValueError, MemoryError, OverflowError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise RecipeError(f"[{what}] cannot be built from the recipe's values: {type(exc).__name__}: {first}") from exc
+
+
 def build_model(
     recipe: Recipe, augmenter: Augmenter, clusters: int, device: torch.device
 ) -> tuple[MultiHeadModel, list[tuple[str, float, Objective]]]:
@@ -109,15 +122,17 @@ def build_model(
     ``augmenter`` makes, and its objectives as (term name, weight, module), on ``device``.
     Needs no data: benchmarks build the exact model of a recipe from it."""
     head_params = recipe.head.params
-    backbone = recipe.backbone.cls(recipe.backbone.params, augmenter.output)
+    with _building("backbone"):
+        backbone = recipe.backbone.cls(recipe.backbone.params, augmenter.output)
     per = head_params.per_attachment  # type: ignore[attr-defined]
     points = [ch for ch in backbone.attach_channels for _ in range(per)]
-    heads = [recipe.head.cls(head_params, ch, clusters) for ch in points]
     over = head_params.overclusters  # type: ignore[attr-defined]
-    over_heads = [recipe.head.cls(head_params, ch, over) for ch in points] if over else []
+    with _building("head"):
+        heads = [recipe.head.cls(head_params, ch, clusters) for ch in points]
+        over_heads = [recipe.head.cls(head_params, ch, over) for ch in points] if over else []
     model = MultiHeadModel(backbone, heads, over_heads, per).to(device)
 
-    with torch.no_grad():
+    with torch.no_grad(), _building("backbone"):
         probe = torch.zeros(1, 2, augmenter.output.channels, augmenter.output.size, augmenter.output.size, device=device)
         was = model.training
         model.eval()
@@ -130,8 +145,9 @@ def build_model(
         overclusters=over,
         feature_channels={k: int(f.shape[2]) for k, f in features.items()},
     )
-    objectives = [
-        (name, s.params.weight, s.cls(s.params, context).to(device))  # type: ignore[attr-defined]
-        for name, s in zip(_term_names(recipe), recipe.objectives)
-    ]
+    with _building("objective"):
+        objectives = [
+            (name, s.params.weight, s.cls(s.params, context).to(device))  # type: ignore[attr-defined]
+            for name, s in zip(_term_names(recipe), recipe.objectives)
+        ]
     return model, objectives

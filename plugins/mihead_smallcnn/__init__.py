@@ -14,8 +14,8 @@ from mihead.contracts import Backbone, BackboneOutput, ImageSpec, Params, param
 
 @dataclasses.dataclass(frozen=True)
 class SmallCNNParams(Params):
-    widths: list[int] = param([64, 128, 128], "channels of each 3x3 conv layer (stride 1, padded)")
-    pool_after: list[int] = param([], "0-based conv layers followed by a 2x2 max-pool")
+    widths: list[int] = param([64, 128, 128], "channels of each 3x3 conv layer (stride 1, padded)", ge=1)
+    pool_after: list[int] = param([], "0-based conv layers followed by a 2x2 max-pool", ge=0)
     features: int = param(
         256, "width of the dense layer the heads attach to (0 = none: heads see the flat maps)", ge=0
     )
