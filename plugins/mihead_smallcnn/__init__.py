@@ -10,6 +10,7 @@ from torch import nn
 
 from mihead import hookimpl
 from mihead.contracts import Backbone, BackboneOutput, ImageSpec, Params, param
+from mihead.errors import RecipeError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +36,11 @@ class SmallCNN(Backbone):
         for i, width in enumerate(params.widths):
             layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
             if i in params.pool_after:
+                if size < 2:
+                    raise RecipeError(
+                        f"[backbone] pool_after: pooling after layer {i} leaves no pixel of the "
+                        f"{image.size} px views; pool at most {image.size.bit_length() - 1} times"
+                    )
                 layers.append(nn.MaxPool2d(2))
                 size //= 2
             channels = width
