@@ -3,23 +3,17 @@ reaching each target; a run with no evaluated epoch exits 2."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "time_to_accuracy.py"
+from benchhelp import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_time_to_accuracy", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("time_to_accuracy")
 
 
 def write_log(run_dir: Path, accs: list[float | None]) -> None:

@@ -3,24 +3,17 @@ loops over head and view pairs) agrees with the objectives' batched loss. No tim
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "train_step.py"
+from benchhelp import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_train_step", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("train_step")
 
 
 def test_tiny_run_prints_every_field(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
