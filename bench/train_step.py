@@ -19,7 +19,8 @@ Two configurations of the same model (same initial weights) are timed in the sam
   and view pairs in Python loops over the pairs, as a naive implementation writes them
   (:func:`naive_loss`, written here independently of mihead.mi);
 * mihead: the engine's step (mihead/engine.py ``_train_step``): bf16 autocast on CUDA
-  (``train.precision = auto``), channels-last on CUDA, optional torch.compile of the model,
+  (``train.precision = auto``), channels-last and cuDNN benchmarking (``torch.backends.cudnn.
+  benchmark``, ``train.cudnn_benchmark``) on CUDA, optional torch.compile of the model,
   every head's and view pair's MI batched in one operation (mihead/mi.py).
 
 Before timing, the naive loss and the objectives' batched loss (and their gradients with
@@ -155,8 +156,10 @@ class Step:
         precision: str,
         channels_last: bool,
         compile: bool,
+        cudnn_benchmark: bool = False,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
+        self.cudnn_benchmark = cudnn_benchmark
         self.model, self.objectives, self.device, self.augment = model, objectives, device, augment
         self.naive, self.precision, self.channels_last = naive, precision, channels_last
         if channels_last:
@@ -179,6 +182,7 @@ class Step:
             return batched_loss(outputs, self.objectives)
 
     def __call__(self, inputs: torch.Tensor) -> None:
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark  # a process-wide switch: set per step
         loss = self.loss(inputs)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -321,6 +325,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="channels-last model (default: the recipe's train.channels_last, which the engine applies on CUDA only)",
     )
     ap.add_argument(
+        "--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=None,
+        help="cuDNN's algorithm timing (default: the recipe's train.cudnn_benchmark, which the engine applies on CUDA only)",
+    )
+    ap.add_argument(
         "--augment", action=argparse.BooleanOptionalAction, default=False,
         help="start each step from uint8 32 px images and make the views with the recipe's augmenter "
         "on the device (augment.where = device), as a GPU run does; else the views are random tensors",
@@ -371,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     on_cuda = device.type == "cuda"
     channels_last = args.channels_last if args.channels_last is not None else recipe.train.channels_last and on_cuda
+    cudnn_benchmark = (args.cudnn_benchmark if args.cudnn_benchmark is not None else recipe.train.cudnn_benchmark) and on_cuda
     precision = recipe.train.precision
     bf16 = precision == "bf16" or (precision == "auto" and on_cuda)
     command = " ".join([sys.executable, *sys.argv]) if argv is None else f"main({list(argv)!r})"
@@ -390,10 +399,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"augmentation: {recipe.augment.entry.name} on the device in every step, ops {'masked' if masked else 'indexed'}")
 
     def step(model: MultiHeadModel, objectives: Terms, naive: bool, tuned: bool, compile: bool) -> Step:
-        """A step of ``model``: tuned = the recipe's precision and channels-last, else plain fp32."""
+        """A step of ``model``: tuned = the recipe's precision, channels-last and cuDNN
+        benchmarking, else plain fp32."""
         return Step(
             model, objectives, recipe, device, naive=naive, compile=compile,
-            precision=precision if tuned else "fp32", channels_last=channels_last and tuned, augment=augment,
+            precision=precision if tuned else "fp32", channels_last=channels_last and tuned,
+            cudnn_benchmark=cudnn_benchmark and tuned, augment=augment,
         )
 
     baseline = step(naive_model, naive_objectives, naive=True, tuned=False, compile=False)
@@ -424,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     del baseline, naive_model
     gc.collect()
     on = lambda flag: "on" if flag else "off"  # noqa: E731
-    label = f"mihead ({'bf16 autocast' if bf16 else 'fp32'}, batched MI, channels_last {on(channels_last)}, compile {on(args.compile)})"
+    label = f"mihead ({'bf16 autocast' if bf16 else 'fp32'}, batched MI, channels_last {on(channels_last)}, cudnn.benchmark {on(cudnn_benchmark)}, compile {on(args.compile)})"
     fast_s = report(label, fast, inputs, v, flops, args.warmup, args.steps)
     print(f"speed-up mihead / baseline: {base_s / fast_s:.2f}x")
     if on_cuda:

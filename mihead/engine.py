@@ -118,6 +118,8 @@ class Trainer:
             console = Console(stderr=True, quiet=not self.cluster.is_main)
         self.console = console
         self.device = self.cluster.device(resolve_device(recipe.train.device))
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = recipe.train.cudnn_benchmark
         self.built: Built = build(recipe, self.device, self.cluster.rank, self.cluster.world_size)
         if recipe.train.sync_batchnorm:
             self.built.model = self.cluster.sync_batchnorm(self.built.model, self.device)

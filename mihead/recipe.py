@@ -77,6 +77,9 @@ class TrainParams(Params):
     min_lr_ratio: float = param(0.0, "final learning rate as a fraction of lr (cosine)", ge=0, le=1)
     checkpoint_every: int = param(1, "epochs between checkpoints (one is always written at the end)", ge=1)
     channels_last: bool = param(True, "channels-last memory format on CUDA")
+    cudnn_benchmark: bool = param(
+        True, "on CUDA, let cuDNN time its convolution algorithms for the run's fixed shapes (faster, not bit-reproducible)"
+    )
     compile: bool = param(False, "torch.compile the model")
     sync_batchnorm: bool = param(
         False, "with several torchrun processes, batch norm statistics over the global batch (CUDA only)"
