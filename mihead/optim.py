@@ -13,13 +13,16 @@ __all__ = ["learning_rate", "make_optimizer"]
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], train: TrainParams) -> torch.optim.Optimizer:
-    """The optimiser ``train.optimizer`` with the recipe's lr, weight decay and momentum."""
+    """The optimiser ``train.optimizer`` with the recipe's lr, weight decay and momentum. On
+    CUDA, Adam and SGD use torch's fused kernels (one launch updates every parameter, and the
+    step count stays on the device)."""
     params = list(params)
+    fused = True if params and all(p.is_cuda for p in params) else None
     if train.optimizer == "adam":
-        return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
+        return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay, fused=fused)
     if train.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
+            params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay, fused=fused
         )
     if train.optimizer == "rmsprop":
         return torch.optim.RMSprop(

@@ -51,3 +51,12 @@ def test_optimizers(name: str, cls: type) -> None:
     assert group["lr"] == 0.25 and group["weight_decay"] == 0.01
     if name != "adam":
         assert group["momentum"] == 0.5
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd", "rmsprop"])
+def test_fused_kernels_only_for_cuda_parameters(name: str) -> None:
+    cpu = make_optimizer([torch.nn.Parameter(torch.zeros(3))], TrainParams(optimizer=name))
+    assert not cpu.defaults.get("fused")
+    if torch.cuda.is_available():  # the GPU machine's run of the suite; CI has none
+        gpu = make_optimizer([torch.nn.Parameter(torch.zeros(3, device="cuda"))], TrainParams(optimizer=name))
+        assert gpu.defaults.get("fused") is (True if name in ("adam", "sgd") else None)
