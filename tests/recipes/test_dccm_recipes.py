@@ -1,5 +1,6 @@
 """The DCCM recipes and the DHOG + DCCM mix: each validates, each term's gradient reaches the
-parameters it should, and the CIFAR-10 ones train two steps on the rebuilt shared CIFAR-10."""
+parameters it should, the CIFAR-10 ones train two steps on the rebuilt shared CIFAR-10 and the
+digits one two steps on scikit-learn's digits."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from mihead.recipe import load_recipe
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 DCCM = ["dccm_cifar10", "dccm_cifar100_20", "dccm_stl10"]
+DIGITS = "dccm_digits"
 MIX = "dhog_dccm_cifar10"
 
 
@@ -86,7 +88,7 @@ def reached(b: Built, term: str, views: torch.Tensor) -> dict[str, bool]:
     return groups
 
 
-@pytest.mark.parametrize("name", [*DCCM, MIX])
+@pytest.mark.parametrize("name", [*DCCM, DIGITS, MIX])
 def test_recipe_checks(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check", str(RECIPES / f"{name}.toml")]) == 0, capsys.readouterr().err
 
@@ -111,6 +113,23 @@ def test_dccm_terms_reach_their_parameters(name: str) -> None:
             "shallow_layers": True,
             "deep_layers": True,
         }, term
+
+
+def test_digits_terms_reach_the_heads_and_backbone() -> None:
+    b = built(DIGITS, "objective.dccm_label.thres2=0.0")
+    views = next(iter(b.source.train_batches(0)))
+    assert [n for n, _, _ in b.objectives] == ["dccm_graph", "dccm_label"]
+    for term in ("dccm_graph", "dccm_label"):
+        assert reached(b, term, views) == {"heads": True, "backbone": True, "objective": False}, term
+
+
+def test_digits_recipe_runs_shrunk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shrink = ["data.limit=64", "train.batch_size=32", "train.max_steps=2", "train.num_workers=0"]
+    args = ["run", str(RECIPES / f"{DIGITS}.toml"), "--out", str(tmp_path / "run")]
+    assert cli.main(args + [a for s in shrink for a in ("--set", s)]) == 0, capsys.readouterr().err
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["step"] == 2
+    assert all(np.isfinite(v) for v in record["losses"].values())
 
 
 def test_dhog_dccm_terms_reach_the_heads() -> None:
