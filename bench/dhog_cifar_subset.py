@@ -1,12 +1,13 @@
 """Does DHOG learn? A CPU run on a CIFAR-10 subset, through the CLI with the paper recipe shrunk.
 
-    python bench/dhog_cifar_subset.py [--images 2000] [--epochs 8] [--width 0.25] [--seed 0]
+    python bench/dhog_cifar_subset.py [--images 2000] [--epochs 8] [--width 0.25] [--seed 0] [--eval-every 0]
 
 Trains recipes/dhog_cifar10.toml on the first N training images of the rebuilt shared CIFAR-10
 (8 heads, 4 views) shrunk for two shared CPU cores: a narrow ResNet-18 (width 0.25), 20-px
 crops fed at 20 px through a stride-2 stem. Evaluates on the first N test images, prints the
 command, the per-head accuracies and the reported (unsupervised, highest NMI(z, z')) head's
-accuracy. Chance is 10%. Builds the shared CIFAR-10 into data/cifar10-shared first if needed.
+accuracy. Chance is 10%. With ``--eval-every N`` it also evaluates every N epochs, so that
+``python bench/time_to_accuracy.py RUN_DIR`` gives accuracy against training time. Builds the shared CIFAR-10 into data/cifar10-shared first if needed.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--eval-every", type=int, default=0, help="epochs between evaluations (0 = only at the end)")
     args = ap.parse_args()
     root = REPO / "data" / "cifar10-shared"
     if not (root / "cifar-10-batches-py" / "test_batch").exists():
@@ -42,12 +44,12 @@ def main() -> None:
         "data.root": str(root), "data.verify": "false", "data.limit": args.images,
         "backbone.width": args.width, "backbone.stem": "stride2", "augment.size": 20, "train.device": "cpu", "train.num_workers": 0,
         "train.epochs": args.epochs, "train.batch_size": args.batch, "train.lr": args.lr,
-        "eval.every": 0, "run.seed": args.seed, "objective.dhog_push.weight": args.alpha,
+        "eval.every": args.eval_every, "run.seed": args.seed, "objective.dhog_push.weight": args.alpha,
     }
     cmd = ["mihead", "run", str(REPO / "recipes" / "dhog_cifar10.toml"), "--out", str(out)]
     cmd += [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
-    print("command:", "OMP_NUM_THREADS=2", shlex.join(cmd), flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    print("command:", f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']}", shlex.join(cmd), flush=True)
     subprocess.run([sys.executable, "-m", "mihead", *cmd[1:]], check=True, env=env)
     summary = json.loads((out / "summary.json").read_text())
     print("per-head accuracy:", " ".join(f"{h['acc']:.3f}" for h in summary["heads"]))
