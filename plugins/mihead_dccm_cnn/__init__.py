@@ -1,5 +1,4 @@
-"""The ``dccm_cnn`` backbone, DCCM's small conv nets (Table 4) with shallow and deep features, and
-the ``dccm_linear`` head, the table's last layer with the authors' batch norm of the logits.
+"""The ``dccm_cnn`` backbone: DCCM's small conv nets (Table 4) with shallow and deep features.
 
 Wu et al., "Deep Comprehensive Correlation Mining for Image Clustering", ICCV 2019,
 supplementary 6.4 and Table 4: "For CIFAR-10/CIFAR-100, we set 4 conv layers and 3 pooling
@@ -18,21 +17,11 @@ what makes the last pooling leave a 1x1 map of 256 channels for the first fc lay
   conv 128, 4x4 max-pool /4, 1x1 conv 256, 2x2 avg-pool /2, Linear(256, 256) BN ReLU (D);
 * 96x96 (STL-10, ImageNet-10): as 64x64 but a 4x4 avg-pool /4 and Linear(256, 64) (D).
 
-The last row of the table, Linear(64, c) SoftMax, is the head: the ``mlp`` head with
-``hidden = 0``, or this module's ``dccm_linear`` head. The heads attach to D. Other input sizes
-use the table whose size is the largest not above the input, with a global average pool after
-the last pooling (a no-op at the table's own sizes).
-
-The ``dccm_linear`` head is Linear(C, c) -> [BatchNorm1d(c)] -> softmax. The batch norm of the
-logits is not in the paper (Table 4 has Linear(64, c) SoftMax; "Batch Normalization and ReLU
-are used on all hidden layers") but is in the authors' released code (github.com/Cory-M/DCCM,
-``models/cifar_C4_L2.py``: Linear(64, num_classes), BatchNorm1d(num_classes), Softmax). It
-matters for the fixed thres_1 = 0.95: the softmax of an untrained linear layer is close to
-uniform, so the cosine similarity of almost any two predictions is near 1 and many pairs of a
-batch start as pseudo-graph edges (eq. 2), which the graph loss then pulls into the same
-cluster. Standardised logits spread the first predictions (recipes/dccm_digits.toml's first
-batch: 0.5 % of the pairs are edges instead of 60 %), and each logit has a zero batch mean, so
-no cluster can win every sample. See docs/dccm.md, "Learning check".
+The last row of the table, Linear(64, c) SoftMax, is the head: use the ``mlp`` head with
+``hidden = 0``; the authors' released code also batch-normalises the logits, the ``mlp`` head's
+``logit_batchnorm`` (see its docstring and docs/dccm.md). The heads attach to D. Other input sizes use the table whose size is the
+largest not above the input, with a global average pool after the last pooling (a no-op at
+the table's own sizes).
 """
 
 from __future__ import annotations
@@ -45,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mihead import hookimpl
-from mihead.contracts import Backbone, BackboneOutput, Head, HeadParams, ImageSpec, Params, param
+from mihead.contracts import Backbone, BackboneOutput, ImageSpec, Params, param
 from mihead.errors import RecipeError
 
 _SIZES = (32, 64, 96)
@@ -110,40 +99,6 @@ class DCCMCNN(Backbone):
         return BackboneOutput(attach=[deep], features={"shallow": shallow, "deep": deep})
 
 
-@dataclasses.dataclass(frozen=True)
-class DCCMLinearParams(HeadParams):
-    batchnorm: bool = param(
-        True,
-        "batch normalisation of the logits before the softmax (the authors' code, not the paper's "
-        "Table 4; false = Linear + softmax, the same as the mlp head with hidden = 0)",
-    )
-
-
-class DCCMLinear(Head):
-    """Linear(C, K) -> [BatchNorm1d(K)] -> softmax, as float32 probabilities; a feature map is
-    global-average-pooled first (see the module docstring for why the batch norm)."""
-
-    name = "dccm_linear"
-    Params = DCCMLinearParams
-
-    def __init__(self, params: DCCMLinearParams, in_channels: int, clusters: int) -> None:
-        super().__init__(params, in_channels, clusters)
-        layers: list[nn.Module] = [nn.Linear(in_channels, clusters)]
-        if params.batchnorm:
-            layers.append(nn.BatchNorm1d(clusters))
-        self.logits = nn.Sequential(*layers)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if features.ndim == 4:
-            features = features.mean((2, 3))
-        return self.logits(features).float().softmax(-1)
-
-
 @hookimpl
 def register_backbones() -> list[type[Backbone]]:
     return [DCCMCNN]
-
-
-@hookimpl
-def register_heads() -> list[type[Head]]:
-    return [DCCMLinear]

@@ -1,5 +1,4 @@
-"""dccm_cnn: Table 4's three networks, their shallow/deep features and attachment point; the
-dccm_linear head (Table 4's last row, with the authors' batch norm on the logits)."""
+"""dccm_cnn: Table 4's three networks, their shallow/deep features and attachment point."""
 
 from __future__ import annotations
 
@@ -8,8 +7,7 @@ import torch
 
 from mihead.contracts import ImageSpec
 from mihead.errors import RecipeError
-from mihead.pseudo import pseudo_graph
-from mihead_dccm_cnn import DCCMCNN, DCCMCNNParams, DCCMLinear, DCCMLinearParams
+from mihead_dccm_cnn import DCCMCNN, DCCMCNNParams
 
 
 @pytest.fixture(autouse=True)
@@ -55,39 +53,3 @@ def test_too_small_images_are_a_clear_error() -> None:
         DCCMCNN(DCCMCNNParams(), ImageSpec(channels=1, size=8))
     with pytest.raises(RecipeError, match="at least 96 pixels"):
         DCCMCNN(DCCMCNNParams(arch="96"), ImageSpec(channels=3, size=64))
-
-
-@pytest.mark.parametrize("batchnorm", [True, False])
-@pytest.mark.parametrize("shape", [(6, 5), (6, 5, 3, 3)])
-def test_linear_head_rows_are_probabilities(batchnorm: bool, shape: tuple[int, ...]) -> None:
-    head = DCCMLinear(DCCMLinearParams(batchnorm=batchnorm), in_channels=5, clusters=4)
-    probs = head(torch.randn(shape))
-    assert probs.shape == (6, 4) and probs.dtype == torch.float32
-    torch.testing.assert_close(probs.sum(-1), torch.ones(6))
-    assert (probs >= 0).all()
-
-
-def test_linear_head_pools_maps_and_normalises_the_logits() -> None:
-    head = DCCMLinear(DCCMLinearParams(), in_channels=3, clusters=2)
-    maps = torch.randn(8, 3, 2, 2)
-    torch.testing.assert_close(head(maps), head(maps.mean((2, 3))))
-    assert [type(m) for m in head.logits] == [torch.nn.Linear, torch.nn.BatchNorm1d]
-    plain = DCCMLinear(DCCMLinearParams(batchnorm=False), in_channels=3, clusters=2)
-    assert [type(m) for m in plain.logits] == [torch.nn.Linear]
-
-
-def test_batchnorm_on_the_logits_keeps_the_first_pseudo_graph_sparse() -> None:
-    """At initialisation, Linear(64, 10) + softmax gives near-uniform predictions, so many
-    pairs of a batch pass thres_1 = 0.95 (eq. 2) and the graph loss pulls them together (here
-    about a quarter; 60 % on digits through smallcnn); with the logits batch-normalised, well
-    under 1 % do. D is a BN + ReLU output, as in dccm_cnn."""
-    torch.manual_seed(0)
-    deep = torch.relu(torch.randn(256, 64))
-
-    def edges(batchnorm: bool) -> float:
-        head = DCCMLinear(DCCMLinearParams(batchnorm=batchnorm), in_channels=64, clusters=10).train()
-        graph = pseudo_graph(head(deep), 0.95)
-        return float((graph.sum() - 256) / (256 * 255))
-
-    assert edges(batchnorm=False) > 0.15
-    assert edges(batchnorm=True) < 0.01
