@@ -17,7 +17,7 @@ import torch
 
 from mihead.errors import CheckpointError
 
-__all__ = ["CHECKPOINT", "PREVIOUS", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT", "PREVIOUS", "load_checkpoint", "load_weights", "save_checkpoint"]
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
@@ -76,3 +76,19 @@ def load_checkpoint(
         state = _read(previous)
         warn(f"{latest}; using the previous checkpoint {previous}")
         return state
+
+
+def load_weights(module: torch.nn.Module, weights: dict[str, Any], run_dir: Path, what: str) -> None:
+    """``weights`` (from a checkpoint of ``run_dir``) into ``module``; tensors that do not fit
+    the module its recipe builds now (a plugin changed since the checkpoint was written) are a
+    one-line :class:`CheckpointError` naming ``what`` and a key, not a traceback."""
+    hint = "was it written by another version of a plugin?"
+    try:
+        result = module.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:  # a tensor of another shape
+        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc).splitlines()[0])
+        raise CheckpointError(f"{run_dir}: the checkpoint's {what} does not fit its recipe's: {detail}; {hint}") from None
+    missing, unexpected = result.missing_keys, result.unexpected_keys
+    if missing or unexpected:
+        parts = [f"{len(keys)} {kind} (e.g. {keys[0]!r})" for kind, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+        raise CheckpointError(f"{run_dir}: the checkpoint's {what} does not fit its recipe's: {', '.join(parts)} tensors; {hint}")

@@ -146,7 +146,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     from mihead.build import build
-    from mihead.checkpoint import load_checkpoint
+    from mihead.checkpoint import load_checkpoint, load_weights
     from mihead.device import resolve_device
     from mihead.engine import training_facts, write_reports
     from mihead.evaluate import evaluate
@@ -160,7 +160,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     state = load_checkpoint(run_dir, fallback=False)
     device = resolve_device(recipe.train.device)
     built = build(recipe, device)
-    built.model.load_state_dict(state["model"])
+    load_weights(built.model, state["model"], run_dir, "model")
     evaluation = evaluate(
         built.model,
         built.source,

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from mihead.build import Built, build
-from mihead.checkpoint import save_checkpoint
+from mihead.checkpoint import load_weights, save_checkpoint
 from mihead.contracts import Objective
 from mihead.device import autocast, resolve_device
 from mihead.distributed import current
@@ -167,9 +167,9 @@ class Trainer:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.built.model.load_state_dict(state["model"])
+        load_weights(self.built.model, state["model"], self.run_dir, "model")
         for n, _, o in self.built.objectives:
-            o.load_state_dict(state["objectives"][n])
+            load_weights(o, state["objectives"][n], self.run_dir, f"objective {n!r}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])

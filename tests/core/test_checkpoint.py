@@ -139,3 +139,29 @@ def test_resume_without_a_checkpoint(run_copy: Path, run_cli) -> None:  # type: 
     (run_copy / PREVIOUS).unlink()
     code, _, err = run_cli("run", "--resume", str(run_copy))
     assert code == 2 and f"{run_copy / CHECKPOINT}: no such checkpoint" in error_line(err)
+
+
+def rewrite_weights(path: Path, how: str) -> None:
+    """A checkpoint whose model no longer fits its recipe: a renamed tensor, or a resized one."""
+    state = torch.load(path, weights_only=True)
+    model = state["model"]
+    key = next(k for k in model if k.startswith("heads.0.") and k.endswith("weight"))
+    if how == "renamed":
+        model[key.replace("heads.0.", "heads.0.old_")] = model.pop(key)
+    else:
+        model[key] = torch.zeros(3, 3)
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize("command", ["eval", "resume"])
+@pytest.mark.parametrize("how", ["renamed", "resized"])
+def test_weights_that_do_not_fit_the_recipe_are_one_line(run_copy: Path, run_cli, command: str, how: str) -> None:  # type: ignore[no-untyped-def]
+    for path in (run_copy / CHECKPOINT, run_copy / PREVIOUS):
+        rewrite_weights(path, how)
+    args = ("eval", str(run_copy)) if command == "eval" else ("run", "--resume", str(run_copy))
+    code, _, err = run_cli(*args)
+    assert code == 2
+    line = error_line(err)
+    assert line.startswith(f"mihead: error: {run_copy}: the checkpoint's model does not fit its recipe's: ")
+    assert ("1 missing (e.g. 'heads.0." in line and "1 unexpected (e.g. 'heads.0.old_" in line) if how == "renamed" else "size mismatch for heads.0." in line
+    assert line.endswith("was it written by another version of a plugin?")
