@@ -66,20 +66,26 @@ class Dataset(Plugin, ABC):
     splits: ClassVar[tuple[str, ...]]
     train_split: ClassVar[str]
     eval_split: ClassVar[str]
+    image: ClassVar[ImageSpec | None] = None
+    """The channels and side of every split's images when fixed (None: known once loaded)."""
+    num_classes: ClassVar[int] = 0
+    """The classes every labelled split names when fixed (0: known once loaded, or no labels)."""
 
     def __init__(self, params: DatasetParams) -> None:
         self.params = params
 
     def image_spec(self) -> ImageSpec | None:
-        """The channels and side of every split's images, when known without loading them
-        (None: known once loaded). With it, ``mihead check`` builds the recipe's augmenter and
-        model, so that values wrong for these images fail there rather than in a run."""
-        return None
+        """The channels and side of every split's images, when known without loading them:
+        :attr:`image`, unless the parameters decide it. With it, ``mihead check`` builds the
+        recipe's augmenter and model, so that values wrong for these images fail there rather
+        than in a run."""
+        return self.image
 
     def class_count(self) -> int:
-        """How many classes every labelled split names, when known without loading (0: known
-        once loaded, or no labels): ``head.clusters``' default for ``mihead check``."""
-        return 0
+        """How many classes every labelled split names, when known without loading:
+        :attr:`num_classes`, unless the parameters decide it; ``head.clusters``' default for
+        ``mihead check``."""
+        return self.num_classes
 
     @abstractmethod
     def load(self, split: str) -> ImageData:

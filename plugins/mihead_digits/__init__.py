@@ -21,12 +21,8 @@ class Digits(Dataset):
     splits: ClassVar[tuple[str, ...]] = ("all",)
     train_split = "all"
     eval_split = "all"
-
-    def image_spec(self) -> ImageSpec:
-        return ImageSpec(channels=1, size=8)
-
-    def class_count(self) -> int:
-        return 10
+    image = ImageSpec(channels=1, size=8)
+    num_classes = 10
 
     def load(self, split: str) -> ImageData:
         from sklearn.datasets import load_digits

@@ -35,10 +35,8 @@ class _CIFAR(Dataset):
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
     train_split = "train"
     eval_split = "test"
+    image = ImageSpec(channels=3, size=32)
     tv_class: ClassVar[type[CIFAR10]]
-
-    def image_spec(self) -> ImageSpec:
-        return ImageSpec(channels=3, size=32)
 
     def _torchvision(self, split: str) -> CIFAR10:
         p = self.params
@@ -61,10 +59,8 @@ class CIFAR10Dataset(_CIFAR):
     """CIFAR-10: 50,000 training and 10,000 test 32x32 colour images, 10 classes."""
 
     name = "cifar10"
+    num_classes = 10
     tv_class = CIFAR10
-
-    def class_count(self) -> int:
-        return 10
 
     def load(self, split: str) -> ImageData:
         ds = self._torchvision(split)
@@ -75,10 +71,8 @@ class CIFAR100_20(_CIFAR):
     """CIFAR-100 with its 20 superclass ("coarse") labels: 50,000 training, 10,000 test."""
 
     name = "cifar100_20"
+    num_classes = 20
     tv_class = CIFAR100
-
-    def class_count(self) -> int:
-        return 20
 
     def load(self, split: str) -> ImageData:
         ds = self._torchvision(split)

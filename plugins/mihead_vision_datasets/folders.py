@@ -94,12 +94,8 @@ class CINIC10Dataset(Dataset):
     splits: ClassVar[tuple[str, ...]] = ("train", "valid", "test")
     train_split = "train"
     eval_split = "test"
-
-    def image_spec(self) -> ImageSpec:
-        return ImageSpec(channels=3, size=32)
-
-    def class_count(self) -> int:
-        return 10
+    image = ImageSpec(channels=3, size=32)
+    num_classes = 10
 
     def load(self, split: str) -> ImageData:
         folder = data_root(self.params.root, self.name) / split  # type: ignore[attr-defined]

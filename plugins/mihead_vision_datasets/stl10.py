@@ -33,12 +33,8 @@ class STL10Dataset(Dataset):
     splits: ClassVar[tuple[str, ...]] = tuple(_FILES)
     train_split = "train+unlabeled"
     eval_split = "test"
-
-    def image_spec(self) -> ImageSpec:
-        return ImageSpec(channels=3, size=96)
-
-    def class_count(self) -> int:
-        return len(CLASSES)
+    image = ImageSpec(channels=3, size=96)
+    num_classes = len(CLASSES)
 
     def load(self, split: str) -> ImageData:
         p = self.params

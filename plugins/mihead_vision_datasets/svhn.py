@@ -18,12 +18,8 @@ class SVHNDataset(Dataset):
     splits: ClassVar[tuple[str, ...]] = ("train", "test", "extra")
     train_split = "train"
     eval_split = "test"
-
-    def image_spec(self) -> ImageSpec:
-        return ImageSpec(channels=3, size=32)
-
-    def class_count(self) -> int:
-        return 10
+    image = ImageSpec(channels=3, size=32)
+    num_classes = 10
 
     def load(self, split: str) -> ImageData:
         p = self.params

@@ -139,21 +139,16 @@ class FloatLabelsDataset(Dataset):
 class MisdeclaredSizeDataset(FloatLabelsDataset):
     name = "misdeclared_size"
 
+    image = ImageSpec(channels=1, size=32)
+
     def load(self, split: str) -> ImageData:
         return ImageData(np.zeros((4, 8, 8, 1), np.uint8), np.zeros(4, np.int64), ("a", "b"))
-
-    def image_spec(self) -> ImageSpec:
-        return ImageSpec(channels=1, size=32)
 
 
 class MisdeclaredClassesDataset(MisdeclaredSizeDataset):
     name = "misdeclared_classes"
-
-    def image_spec(self) -> ImageSpec:
-        return ImageSpec(channels=1, size=8)
-
-    def class_count(self) -> int:
-        return 10
+    image = ImageSpec(channels=1, size=8)
+    num_classes = 10
 
 
 @pytest.mark.parametrize(
