@@ -236,6 +236,8 @@ def make_view_source(
     images: np.ndarray,
     augmenter: Augmenter,
     where: str,
+    *,
+    device: torch.device,
     **kwargs: object,
 ) -> ViewSource:
     """A :class:`ViewSource` augmenting on loader workers or on the device as ``where`` says.
@@ -243,8 +245,7 @@ def make_view_source(
     workers when the augmenter can, else the device: a 10 s DHOG CIFAR-10 epoch needs 20,000
     views/s, which per-image workers give only with 5 to 20 free cores (1,000 to 4,500 views/s
     each, bench/augment.py), and the batched path on the GPU needs none."""
-    device = kwargs.get("device")
-    accelerated = isinstance(device, torch.device) and device.type != "cpu" and isinstance(augmenter, BatchAugmenter)
+    accelerated = device.type != "cpu" and isinstance(augmenter, BatchAugmenter)
     on_device = where == "device" or (where == "auto" and (accelerated or not isinstance(augmenter, ImageAugmenter)))
-    return ViewSource(images, augmenter, on_device=on_device, **kwargs)  # type: ignore[arg-type]
+    return ViewSource(images, augmenter, on_device=on_device, device=device, **kwargs)  # type: ignore[arg-type]
 
