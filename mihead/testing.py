@@ -50,6 +50,7 @@ __all__ = [
     "check_objective",
     "check_params",
     "check_plugin",
+    "context_of",
     "fake_outputs",
 ]
 
@@ -99,6 +100,13 @@ def fake_outputs(
     outputs = ModelOutputs(probs=probs, over_probs=over, features=feats)
     outputs.leaves = leaves  # type: ignore[attr-defined]
     return outputs
+
+
+def context_of(outputs: ModelOutputs) -> ObjectiveContext:
+    """The :class:`ObjectiveContext` a model giving ``outputs`` hands its objectives."""
+    h, v, _, k = outputs.probs.shape
+    over = 0 if outputs.over_probs is None else outputs.over_probs.shape[-1]
+    return ObjectiveContext(h, v, k, over, {n: int(f.shape[2]) for n, f in outputs.features.items()})
 
 
 def check_params(cls: type[Plugin]) -> Params:
@@ -185,9 +193,7 @@ def check_objective(
     if outputs is None:
         outputs = fake_outputs(features=shapes)
     if context is None:
-        h, v, _, k = outputs.probs.shape
-        over = 0 if outputs.over_probs is None else outputs.over_probs.shape[-1]
-        context = ObjectiveContext(h, v, k, over, {n: int(f.shape[2]) for n, f in outputs.features.items()})
+        context = context_of(outputs)
     _require(set(cls.requires) <= set(outputs.features), cls, f"requires {sorted(cls.requires)}, outputs give {sorted(outputs.features)}")
     objective = cls(params, context)
     _require(isinstance(objective, torch.nn.Module), cls, "an objective must be an nn.Module")

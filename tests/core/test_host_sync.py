@@ -9,10 +9,9 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from mihead.contracts import ObjectiveContext
 from mihead.host_sync import host_syncs
 from mihead.plugins import Registered, load_registry
-from mihead.testing import DEFAULT_IMAGE, check_params, fake_outputs
+from mihead.testing import DEFAULT_IMAGE, check_params, context_of, fake_outputs
 
 TRAINED = sorted(
     (e for e in load_registry(strict=False).entries() if e.kind in ("backbone", "head", "objective")),
@@ -62,10 +61,7 @@ def _head_step(entry: Registered) -> Callable[[], object]:
 
 def _objective_step(entry: Registered) -> Callable[[], object]:
     outputs = fake_outputs(features={name: (8, 4, 4) for name in entry.cls.requires})
-    h, v, _, k = outputs.probs.shape
-    over = 0 if outputs.over_probs is None else outputs.over_probs.shape[-1]
-    context = ObjectiveContext(h, v, k, over, {n: int(f.shape[2]) for n, f in outputs.features.items()})
-    objective = entry.cls(check_params(entry.cls), context)
+    objective = entry.cls(check_params(entry.cls), context_of(outputs))
     return lambda: objective(outputs).backward()
 
 
