@@ -81,7 +81,7 @@ def main() -> None:
         source = make_view_source(images, aug, "workers", batch_size=args.batch_size, num_workers=workers, seed=0, device=cpu)
         list(source.train_batches(0))  # start the workers
         steps = source.steps_per_epoch
-        got = rate(lambda: list(source.train_batches(1)), steps * args.batch_size * v)
+        got = rate(lambda source=source: list(source.train_batches(1)), steps * args.batch_size * v)
         print(f"loader    {workers:2d} workers: {got:8.0f} views/s = {got / v:7.0f} images/s")
 
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])

@@ -148,6 +148,6 @@ def build_model(
     with _building("objective"):
         objectives = [
             (name, s.params.weight, s.cls(s.params, context).to(device))  # type: ignore[attr-defined]
-            for name, s in zip(_term_names(recipe), recipe.objectives)
+            for name, s in zip(_term_names(recipe), recipe.objectives, strict=True)
         ]
     return model, objectives

@@ -307,7 +307,7 @@ class Trainer:
                     "epoch": self.epoch,
                     "step": self.step,
                     "lr": learning_rate(self.step - 1, self.total_steps, recipe.train),
-                    "losses": {n: float(v) for n, v in zip(names, losses)},
+                    "losses": {n: float(v) for n, v in zip(names, losses, strict=True)},
                     "images_per_second": epoch_steps * batch / max(elapsed, 1e-9),
                     "seconds": self.seconds,
                 }

@@ -28,7 +28,7 @@ def best_matching(labels: np.ndarray, assign: np.ndarray) -> dict[int, int]:
     clusters = int(assign.max()) + 1
     table = confusion(labels, assign, classes, clusters)
     rows, cols = linear_sum_assignment(table, maximize=True)
-    return {int(c): int(r) for r, c in zip(rows, cols)}
+    return {int(c): int(r) for r, c in zip(rows, cols, strict=True)}
 
 
 def hungarian_accuracy(labels: np.ndarray, assign: np.ndarray) -> float:

@@ -277,7 +277,7 @@ def _build_params(
         if key not in known:
             raise where.error(key, f"unknown key{_did_you_mean(key, known)}; valid keys: {', '.join(known)}")
     built = []
-    for tp, group in zip(types, infos):
+    for tp, group in zip(types, infos, strict=True):
         values = {k: _check_value(info, table[k], where) for k, info in group.items() if k in table}
         built.append(tp(**values))
     return built

@@ -146,7 +146,7 @@ def check_backbone(
     channels = net.attach_channels
     _require(len(out.attach) > 0, cls, "no attachment point")
     _require(len(out.attach) == len(channels), cls, f"{len(out.attach)} attachment tensors for {len(channels)} attach_channels")
-    for i, (t, c) in enumerate(zip(out.attach, channels)):
+    for i, (t, c) in enumerate(zip(out.attach, channels, strict=True)):
         _require(t.ndim in (2, 4) and t.shape[:2] == (batch, c), cls, f"attach[{i}] has shape {tuple(t.shape)}, expected [{batch}, {c}, ...]")
         _require(_finite(t), cls, f"attach[{i}] is not finite")
     _require(set(out.features) == set(cls.provides), cls, f"features {sorted(out.features)} differ from provides {sorted(cls.provides)}")
@@ -236,7 +236,8 @@ def check_augmenter(cls: type[Augmenter], params: Params | None = None, source: 
         _require(bool(((views_t >= 0) & (views_t <= 1)).all()), cls, "batch_views outside [0, 1]")
         _require(torch.equal(views_t, aug.batch_views(x, torch.Generator().manual_seed(1))), cls, "batch_views differ for the same generator seed")
         single_t = aug.eval_batch(x)
-        _require(tuple(single_t.shape) == shape_t[1:] and bool(((single_t >= 0) & (single_t <= 1)).all()), cls, f"eval_batch gave {tuple(single_t.shape)} (expected {shape_t[1:]}) or values outside [0, 1]")
+        fits = tuple(single_t.shape) == shape_t[1:] and bool(((single_t >= 0) & (single_t <= 1)).all())
+        _require(fits, cls, f"eval_batch gave {tuple(single_t.shape)} (expected {shape_t[1:]}) or values outside [0, 1]")
     return aug
 
 

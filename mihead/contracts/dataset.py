@@ -31,12 +31,16 @@ class ImageData:
 
     ``images`` is uint8 [N, H, W, C] (C = 1 or 3), kept as uint8 until the last step so that
     loader workers move bytes, not floats. ``labels`` is int64 [N], or None for unlabelled data
-    (then only label-free metrics are reported). ``classes`` names the label values.
+    (then only label-free metrics are reported). ``classes`` names the label values. ``ids``
+    names each image so that a user can find it again: the file path relative to
+    ``data.root`` for folder datasets; None for array datasets, whose ids are the images'
+    indices in the split (:meth:`sample_ids`).
     """
 
     images: np.ndarray
     labels: np.ndarray | None
     classes: tuple[str, ...]
+    ids: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
@@ -45,6 +49,8 @@ class ImageData:
             )
         if self.labels is not None and len(self.labels) != len(self.images):
             raise ValueError(f"{len(self.labels)} labels for {len(self.images)} images")
+        if self.ids is not None and len(self.ids) != len(self.images):
+            raise ValueError(f"{len(self.ids)} ids for {len(self.images)} images")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -54,7 +60,12 @@ class ImageData:
         if n <= 0 or n >= len(self):
             return self
         labels = None if self.labels is None else self.labels[:n]
-        return ImageData(self.images[:n], labels, self.classes)
+        ids = None if self.ids is None else self.ids[:n]
+        return ImageData(self.images[:n], labels, self.classes, ids)
+
+    def sample_ids(self) -> list[str]:
+        """Each image's id: ``ids``, or the index in the split when there are none."""
+        return list(self.ids) if self.ids is not None else [str(i) for i in range(len(self))]
 
 
 class Dataset(Plugin, ABC):

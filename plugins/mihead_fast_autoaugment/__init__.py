@@ -28,8 +28,8 @@ from mihead import hookimpl
 from mihead.contracts import Augmenter, AugmenterParams, BatchAugmenter, ImageAugmenter, ImageSpec, param
 from mihead.errors import RecipeError
 from mihead_fast_autoaugment.batched import BatchedPolicy, crop_resize, grayscale
-from mihead_fast_autoaugment.policy import DEFAULT_POLICY, Policy, load_policy
 from mihead_fast_autoaugment.ops import policy_op
+from mihead_fast_autoaugment.policy import DEFAULT_POLICY, Policy, load_policy
 
 __all__ = ["FastAutoAugment", "FastAutoAugmentParams"]
 

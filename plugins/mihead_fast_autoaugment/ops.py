@@ -11,7 +11,6 @@ PIL's Equalize and the Cutout hole placement of the paper's ``CutoutAbs``.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import albumentations as A

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mihead import hookimpl
 from mihead.contracts import Dataset
-from mihead_vision_datasets.cifar import CIFAR10Dataset, CIFAR100_20
+from mihead_vision_datasets.cifar import CIFAR100_20, CIFAR10Dataset
 from mihead_vision_datasets.folders import CINIC10Dataset, ImageFolderDataset
 from mihead_vision_datasets.stl10 import STL10Dataset
 from mihead_vision_datasets.svhn import SVHNDataset

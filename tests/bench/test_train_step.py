@@ -8,6 +8,7 @@ from types import ModuleType
 
 import pytest
 import torch
+
 from benchhelp import load_bench
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from corehelp import QUICKSTART, error_line, sets
 
+from corehelp import QUICKSTART, error_line, sets
 from mihead.checkpoint import CHECKPOINT, PREVIOUS, load_checkpoint, save_checkpoint
 from mihead.errors import CheckpointError
 

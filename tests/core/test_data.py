@@ -55,7 +55,7 @@ def test_batches_do_not_depend_on_the_number_of_workers() -> None:
     parallel = epoch(parallel_src, 0) + epoch(parallel_src, 1)
     assert len(serial) == len(parallel) == 6
     assert serial[0].shape == (3, 8, 3, 4, 4) and serial[0].dtype == torch.float32
-    assert all(torch.equal(a, b) for a, b in zip(serial, parallel))
+    assert all(torch.equal(a, b) for a, b in zip(serial, parallel, strict=True))
 
 
 def test_epochs_items_and_views_differ_and_seeds_reproduce() -> None:
@@ -74,14 +74,14 @@ def test_skipping_steps_resumes_the_same_batches(on_device: bool) -> None:
     full = epoch(source(on_device=on_device), 2)
     resumed = epoch(source(on_device=on_device), 2, skip=1)
     assert len(resumed) == len(full) - 1
-    assert all(torch.equal(a, b) for a, b in zip(full[1:], resumed))
+    assert all(torch.equal(a, b) for a, b in zip(full[1:], resumed, strict=True))
 
 
 def test_device_path_is_keyed_by_epoch_and_step() -> None:
     src = source(on_device=True)
     a, b = epoch(src, 0), epoch(src, 1)
     assert a[0].shape == (3, 8, 3, 4, 4)
-    assert all(torch.equal(x, y) for x, y in zip(a, epoch(source(on_device=True), 0)))
+    assert all(torch.equal(x, y) for x, y in zip(a, epoch(source(on_device=True), 0), strict=True))
     assert not torch.equal(a[0], b[0]) and not torch.equal(a[0], a[1])
 
 

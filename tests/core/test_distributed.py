@@ -19,9 +19,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from corehelp import QUICKSTART, sets, subprocess_env
 from torch import nn
 
+from corehelp import QUICKSTART, sets, subprocess_env
 from mihead import cli
 from mihead.contracts import (
     AugmenterParams,
@@ -211,7 +211,7 @@ def test_each_rank_takes_its_chunk_of_the_single_process_global_batch(where: str
         single = batch_indices(where, 10, 0, 1, epoch)
         ranks = [batch_indices(where, 5, r, 2, epoch) for r in range(2)]
         assert len(single) == 2
-        assert [a + b for a, b in zip(*ranks)] == single
+        assert [a + b for a, b in zip(*ranks, strict=True)] == single
         assert batch_indices(where, 5, 1, 2, epoch, skip=1) == ranks[1][1:]
     assert batch_indices(where, 10, 0, 1, 0) != batch_indices(where, 10, 0, 1, 1)
 

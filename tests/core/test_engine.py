@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 import torch
-from corehelp import QUICKSTART, error_line, mihead_process, sets, subprocess_env
 from rich.console import Console
 
+from corehelp import QUICKSTART, error_line, sets, subprocess_env
 from mihead import hookimpl
 from mihead.contracts import ModelOutputs, Objective, ObjectiveContext, ObjectiveParams, param
 from mihead.engine import Interrupted, NumericalError, Trainer
@@ -144,7 +144,7 @@ def test_compiled_run_trains_as_the_eager_one(tiny_run: Path, tmp_path: Path, ru
     eager = read_lines(tiny_run / "metrics.jsonl")
     compiled = read_lines(tmp_path / "compiled" / "metrics.jsonl")
     assert [line["step"] for line in compiled] == [line["step"] for line in eager]
-    for a, b in zip(compiled, eager):
+    for a, b in zip(compiled, eager, strict=True):
         assert a["losses"]["iic"] == pytest.approx(b["losses"]["iic"], rel=1e-4, abs=1e-5)
     assert json.loads((tmp_path / "compiled" / "summary.json").read_text())["steps"] == json.loads((tiny_run / "summary.json").read_text())["steps"]
 

@@ -113,7 +113,6 @@ def test_select_best_without_labels_falls_back_to_nmi_zz() -> None:
 
 def test_evaluate_on_unlabelled_data(registry) -> None:  # type: ignore[no-untyped-def]
     from corehelp import QUICKSTART, TINY
-
     from mihead.build import build
     from mihead.contracts import ImageData
     from mihead.evaluate import evaluate

@@ -23,7 +23,7 @@ def test_cosine_with_warmup_values() -> None:
         expected = 0.01 + 0.09 * 0.5 * (1 + math.cos(math.pi * (s - 4) / span))
         assert lrs[s] == pytest.approx(expected)
     assert lrs[4] == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.01)
-    assert lrs[4 + span // 2] < lrs[4] and all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
+    assert lrs[4 + span // 2] < lrs[4] and all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False))
 
 
 def test_cosine_without_warmup_reaches_zero() -> None:

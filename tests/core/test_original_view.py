@@ -80,7 +80,7 @@ def test_evaluation_batches_do_not_change(where: str) -> None:
     def eval_batches(original_view: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return list(view_source(where, original_view).eval_batches(images(), batch_size=5))
 
-    for (a, pair_a), (b, pair_b) in zip(eval_batches(False), eval_batches(True)):
+    for (a, pair_a), (b, pair_b) in zip(eval_batches(False), eval_batches(True), strict=True):
         torch.testing.assert_close(a, b)
         torch.testing.assert_close(pair_a, pair_b)
 

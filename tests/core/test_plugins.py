@@ -8,9 +8,9 @@ import types
 from pathlib import Path
 
 import pytest
-from corehelp import QUICKSTART, error_line, mihead_process
 
 import mihead
+from corehelp import QUICKSTART, error_line, mihead_process
 from mihead import hookimpl
 from mihead.contracts import ModelOutputs, Objective, ObjectiveParams
 from mihead.errors import PluginError, RecipeError

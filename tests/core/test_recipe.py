@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import tomli_w
-from corehelp import QUICKSTART, error_line, mihead_process
 
+from corehelp import QUICKSTART, error_line, mihead_process
 from mihead.errors import RecipeError
 from mihead.plugins import Registry
 from mihead.recipe import apply_overrides, load_recipe, read_toml

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from mihead_digits import Digits
 from sklearn.datasets import load_digits
 
 from mihead.contracts import DatasetParams
+from mihead_digits import Digits
 
 
 def test_all_images_scaled_to_uint8() -> None:

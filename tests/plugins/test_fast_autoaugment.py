@@ -17,8 +17,8 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from mihead.contracts import ImageSpec
 from mihead.errors import DataError, RecipeError
-from mihead_fast_autoaugment import FastAutoAugment, FastAutoAugmentParams
 from mihead.host_sync import host_syncs
+from mihead_fast_autoaugment import FastAutoAugment, FastAutoAugmentParams
 from mihead_fast_autoaugment.batched import BatchedPolicy, apply_op, crop_resize, cutout
 from mihead_fast_autoaugment.ops import FaaCutout, fixed_op, policy_op
 from mihead_fast_autoaugment.policy import CUTOUT_FILL, DEFAULT_POLICY, cutout_box, load_policy
@@ -339,7 +339,7 @@ def test_lightly_call_returns_view_tensors(image: np.ndarray) -> None:
     views = aug(Image.fromarray(image))
     assert len(views) == 2 and all(v.shape == (3, SIDE, SIDE) and v.dtype == torch.float32 for v in views)
     torch.manual_seed(0)
-    assert all(torch.equal(a, b) for a, b in zip(views, aug(Image.fromarray(image))))
+    assert all(torch.equal(a, b) for a, b in zip(views, aug(Image.fromarray(image)), strict=True))
 
 
 def test_shipped_policy_is_the_shared_file() -> None:

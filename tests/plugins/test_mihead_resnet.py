@@ -44,7 +44,7 @@ def test_channels_last_gives_the_same_features(cifar_backbone: DHOGResNet18) -> 
     plain = cifar_backbone(x).attach
     model = copy.deepcopy(cifar_backbone).to(memory_format=torch.channels_last)
     last = model(x.contiguous(memory_format=torch.channels_last)).attach
-    for a, b in zip(plain, last):
+    for a, b in zip(plain, last, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
@@ -68,7 +68,7 @@ def test_push_gradient_reaches_later_paths_not_the_first_head() -> None:
     backbone = DHOGResNet18(DHOGResNetParams(final_copies=1), ImageSpec(3, 20)).train()
     heads = torch.nn.ModuleList(torch.nn.Linear(c, 6) for c in backbone.attach_channels)
     out = backbone(torch.rand(8, 3, 20, 20))
-    probs = torch.stack([h(a.mean((2, 3))).softmax(-1) for h, a in zip(heads, out.attach)])
+    probs = torch.stack([h(a.mean((2, 3))).softmax(-1) for h, a in zip(heads, out.attach, strict=True)])
     push(probs[:, None]).backward()
     assert heads[0].weight.grad is None or torch.count_nonzero(heads[0].weight.grad) == 0
     assert torch.count_nonzero(heads[3].weight.grad) > 0

@@ -12,7 +12,7 @@ from PIL import Image
 
 from mihead.contracts import DatasetParams
 from mihead.errors import DataError
-from mihead_vision_datasets.cifar import CIFAR10Dataset, CIFAR100_20
+from mihead_vision_datasets.cifar import CIFAR100_20, CIFAR10Dataset
 from mihead_vision_datasets.folders import CINIC10Dataset, ImageFolderDataset, ImageFolderParams
 from mihead_vision_datasets.stl10 import STL10Dataset
 from mihead_vision_datasets.svhn import SVHNDataset

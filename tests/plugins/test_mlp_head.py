@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from mihead_mlp_head import MLPHead, MLPHeadParams
 
 from mihead.pseudo import pseudo_graph
+from mihead_mlp_head import MLPHead, MLPHeadParams
 
 
 @pytest.mark.parametrize("logit_batchnorm", [False, True])

@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 import torch
-from mihead_tensor_augment import SmallAffine, SmallAffineParams
 
 from mihead.contracts import ImageSpec
 from mihead.errors import RecipeError
+from mihead_tensor_augment import SmallAffine, SmallAffineParams
 
 IDENTITY = SmallAffineParams(views=3, rotate=0.0, scale_min=1.0, scale_max=1.0, shear=0.0, translate=0.0, crop=0.0, noise=0.0)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from mihead_smallcnn import SmallCNN, SmallCNNParams
 
 from mihead.contracts import ImageSpec
+from mihead_smallcnn import SmallCNN, SmallCNNParams
 
 
 def test_dense_layer_gives_features_wide_vectors() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from mihead_example_plugin import MarginalEntropy, MarginalEntropyParams
 
 from mihead.contracts import ModelOutputs, ObjectiveContext
 from mihead.testing import check_plugin, fake_outputs
-from mihead_example_plugin import MarginalEntropy, MarginalEntropyParams
 
 
 def test_contract() -> None:
