@@ -72,6 +72,9 @@ class TrainParams(Params):
     lr: float = param(1e-3, "peak learning rate", gt=0)
     weight_decay: float = param(0.0, "L2 weight decay", ge=0)
     momentum: float = param(0.9, "momentum (sgd, rmsprop)", ge=0, lt=1)
+    rmsprop_alpha: float = param(
+        0.99, "rmsprop: decay of the running mean of squared gradients (torch's default 0.99; DCCM's code 0.9)", gt=0, lt=1
+    )
     schedule: str = param("cosine", "learning-rate schedule", choices=("cosine", "constant"))
     warmup_steps: int = param(0, "steps of linear warm-up before the schedule", ge=0)
     min_lr_ratio: float = param(0.0, "final learning rate as a fraction of lr (cosine)", ge=0, le=1)
