@@ -148,9 +148,8 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     from mihead.build import build
     from mihead.checkpoint import load_checkpoint, load_weights
     from mihead.device import resolve_device
-    from mihead.engine import training_facts, write_reports
-    from mihead.evaluate import evaluate
-    from mihead.report import print_results
+    from mihead.evaluate import evaluate_run
+    from mihead.outputs import check_head, report, training_facts
 
     run_dir = Path(args.run_dir)
     if not (run_dir / RECIPE_FILE).exists():
@@ -160,17 +159,12 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     state = load_checkpoint(run_dir, fallback=False)
     device = resolve_device(recipe.train.device)
     built = build(recipe, device)
+    if args.head is not None:
+        check_head(args.head, built.model.num_heads)
     load_weights(built.model, state["model"], run_dir, "model")
-    evaluation = evaluate(
-        built.model,
-        built.source,
-        built.eval_data,
-        batch_size=recipe.eval.batch_size,
-        precision=recipe.train.precision,
-        selection=recipe.eval.selection,
-    )
-    summary = write_reports(run_dir, evaluation, training_facts(state, device))
-    print_results(console, evaluation, summary)
+    evaluation = evaluate_run(built, recipe)
+    facts = training_facts(state, device)
+    report(console, run_dir, evaluation, built.eval_data.images, facts, head=args.head, gallery_images=recipe.eval.gallery_images)
     return 0
 
 
@@ -198,23 +192,26 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mihead", description="Cluster images without labels by mutual information.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sets = {"action": "append", "default": [], "metavar": "SECTION.KEY=VALUE", "help": "override a recipe value (repeatable)"}
+
+    def add_sets(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a recipe value (repeatable)")
 
     run = sub.add_parser("run", help="train a recipe and write a run directory")
     run.add_argument("recipe", nargs="?", help="recipe TOML file")
-    run.add_argument("--set", **sets)
+    add_sets(run)
     run.add_argument("--out", help="run directory to create (default: run.out/NAME-TIMESTAMP)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate a recipe without running it")
     check.add_argument("recipe")
-    check.add_argument("--set", **sets)
+    add_sets(check)
     check.set_defaults(func=cmd_check)
 
-    ev = sub.add_parser("eval", help="recompute metrics and plots from a run's checkpoint")
+    ev = sub.add_parser("eval", help="recompute metrics, plots, assignments and gallery from a run's checkpoint")
     ev.add_argument("run_dir")
     ev.add_argument("--split", help="split to evaluate (default: the recipe's eval.split)")
+    ev.add_argument("--head", type=int, metavar="N", help="head that assignments.csv and gallery.png show (default: the reported one)")
     ev.set_defaults(func=cmd_eval)
 
     plugins = sub.add_parser("plugins", help="list registered plugins")

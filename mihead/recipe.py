@@ -99,6 +99,7 @@ class EvalParams(Params):
         choices=("nmi_zz", "best"),
     )
     batch_size: int = param(1024, "images per evaluation batch", ge=1)
+    gallery_images: int = param(12, "most confident images shown per cluster in gallery.png", ge=1, le=50)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -380,8 +381,8 @@ def _check_coherence(recipe: Recipe) -> None:
             f"{source}: [augment] where: augmenter {augmenter.name!r} has no batched device path; use 'workers' or 'auto'"
         )
     backbone: type[Backbone] = recipe.backbone.cls
-    for i, section in enumerate(recipe.objectives):
-        objective: type[Objective] = section.cls
+    for i, table in enumerate(recipe.objectives):
+        objective: type[Objective] = table.cls
         missing = sorted(objective.requires - backbone.provides)
         if missing:
             provides = ", ".join(sorted(backbone.provides)) or "none"

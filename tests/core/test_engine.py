@@ -33,7 +33,7 @@ DESIGN_SUMMARY_KEYS = {
     "acc", "nmi", "ari", "selected_head", "selection", "heads",
     "epochs", "steps", "seconds", "images_per_second", "device",
 }
-HEAD_KEYS = {"index", "acc", "nmi", "ari", "nmi_zz"}
+HEAD_KEYS = {"index", "acc", "nmi", "ari", "nmi_zz", "clusters", "clusters_used", "usage_entropy"}
 STEPS_PER_EPOCH = 2  # data.limit=200 / train.batch_size=100
 
 
@@ -60,12 +60,13 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_run_directory_files(tiny_run: Path, registry) -> None:  # type: ignore[no-untyped-def]
     names = {p.name for p in tiny_run.iterdir()}
-    assert {"recipe.toml", "plugins.json", "metrics.jsonl", "checkpoint.pt", "summary.json", "heads.png", "confusion.png", "training.png"} <= names
+    assert {"recipe.toml", "plugins.json", "metrics.jsonl", "checkpoint.pt", "summary.json", "heads.png", "confusion.png", "training.png", "assignments.csv", "gallery.png"} <= names
     assert not [n for n in names if n.endswith(".tmp")]
     assert "checkpoint.prev.pt" in names  # two checkpoints were written, the older one kept
     assert (tiny_run / "heads.png").read_bytes()[:4] == b"\x89PNG"
     assert (tiny_run / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert (tiny_run / "training.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tiny_run / "gallery.png").read_bytes()[:4] == b"\x89PNG"
 
     # recipe.toml is the resolved recipe: every default filled in, the overrides applied
     resolved = load_recipe(tiny_run / "recipe.toml", registry)
