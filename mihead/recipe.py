@@ -38,6 +38,7 @@ from mihead.contracts import (
 )
 from mihead.errors import PluginError, RecipeError
 from mihead.plugins import Registered, Registry
+from mihead.protocol import PROTOCOLS
 
 __all__ = [
     "EvalParams",
@@ -97,6 +98,13 @@ class EvalParams(Params):
         "nmi_zz",
         "head reported: nmi_zz = unsupervised, best = posthoc by labels",
         choices=("nmi_zz", "best"),
+    )
+    protocol: str = param(
+        "split",
+        "which images fit the cluster-to-class mapping and choose the head, which are scored: split = "
+        "the evaluation split alone; fit_on_train = fitted on the training split, the evaluation split "
+        "scored (DHOG's); union = trained, fitted and scored on both splits together (IIC's, DCCM's)",
+        choices=PROTOCOLS,
     )
     batch_size: int = param(1024, "images per evaluation batch", ge=1)
     gallery_images: int = param(12, "most confident images shown per cluster in gallery.png", ge=1, le=50)
