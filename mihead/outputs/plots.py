@@ -13,7 +13,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from scipy.optimize import linear_sum_assignment  # noqa: E402
 
 from mihead.evaluate import Evaluation  # noqa: E402
 from mihead.outputs.files import write_atomically  # noqa: E402
@@ -75,11 +74,12 @@ def plot_heads_nmi(evaluation: Evaluation, path: Path) -> None:
 
 
 def plot_confusion(evaluation: Evaluation, path: Path) -> None:
-    """Row-normalised confusion of the reported head, clusters ordered by their matched class."""
+    """Row-normalised confusion of the reported head, clusters ordered by their matched class
+    (the mapping its ACC is scored with, which the protocol may have fitted on other images)."""
     table = evaluation.confusion(evaluation.selected)
     assert table is not None
-    _, cols = linear_sum_assignment(table, maximize=True)
-    order = list(cols) + [c for c in range(table.shape[1]) if c not in set(cols)]
+    matched = [c for c, _ in sorted(evaluation.matching(evaluation.selected).items(), key=lambda item: item[1])]
+    order = matched + [c for c in range(table.shape[1]) if c not in set(matched)]
     table = table[:, order]
     norm = table / np.maximum(table.sum(1, keepdims=True), 1)
     n = table.shape[0]
