@@ -32,8 +32,8 @@ class FolderParams(DatasetParams):
 
     cache: str = param(
         AUTO,
-        "folder that keeps the decoded images, so that a second run on the same files does not decode "
-        "them again ('auto' = $XDG_CACHE_HOME/mihead/images or ~/.cache/mihead/images; '' = no cache)",
+        "folder keeping decoded images, so that a second run need not decode them ('auto' = "
+        "~/.cache/mihead/images, or under $XDG_CACHE_HOME; '' = no cache)",
     )
     skip_bad: bool = param(False, "leave out unreadable image files (each named on stderr) instead of stopping")
     decode_workers: int = param(0, "threads decoding the image files (0 = one per CPU)", ge=0)

@@ -1,7 +1,8 @@
 """recipes/folder.toml, one's own images: it validates, and trains two steps through the
 command line on a folder of grey PNGs (scikit-learn's digits, one channel chosen) and on a
 folder of colour JPEGs (CIFAR-10 images from the shared pack, three channels), in class
-subfolders and as a label-free tree."""
+subfolders and as a label-free tree. The folders are bench/folder_recipe.py's, whose full
+runs are the learning check (README, "Cluster your own images")."""
 
 from __future__ import annotations
 
@@ -12,46 +13,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from sklearn.datasets import load_digits
 
 from mihead import cli
 from mihead.build import build
 from mihead.plugins import load_registry
 from mihead.recipe import load_recipe
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from benchhelp import load_bench  # noqa: E402
+
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "folder.toml"
-PACK = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10" / "cifar10_jpeg_q75.npz"
+FOLDERS = load_bench("folder_recipe")  # writes the folders of real images
 SHRINK = ["train.batch_size=32", "train.max_steps=2", "train.device=cpu", "eval.batch_size=64"]
 
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> None:
     torch.set_num_threads(1)
-
-
-def digits_folder(root: Path, n: int) -> Path:
-    """The first ``n`` digits as 8x8 grey PNGs in class subfolders 0..9."""
-    digits = load_digits()
-    for i in range(n):
-        path = root / str(digits.target[i]) / f"{i:04d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.rint(digits.images[i] * 255 / 16).astype(np.uint8)).save(path)
-    return root
-
-
-def cifar_folder(root: Path, n: int) -> Path:
-    """The first ``n`` CIFAR-10 training images, their JPEG files as stored in the pack, in a
-    tree of subfolders by label (the shared pack is needed)."""
-    if not PACK.exists():
-        pytest.skip(f"shared CIFAR-10 pack not found at {PACK}")
-    pack = np.load(PACK)
-    offsets, jpeg, labels = pack["offsets"], pack["jpeg"], pack["labels"]
-    for i in range(n):
-        path = root / f"batch{i % 2}" / str(labels[i]) / f"{i:05d}.jpg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(jpeg[offsets[i] : offsets[i + 1]].tobytes())
-    return root
 
 
 def _run(tmp_path: Path, capsys: pytest.CaptureFixture[str], *sets: str) -> dict[str, object]:
@@ -64,7 +42,7 @@ def _run(tmp_path: Path, capsys: pytest.CaptureFixture[str], *sets: str) -> dict
 
 
 def _channels(*sets: str) -> int:
-    recipe = load_recipe(RECIPE, load_registry(strict=False, plugins=[sys.modules[__name__]]), [*SHRINK, *sets])
+    recipe = load_recipe(RECIPE, load_registry(), [*SHRINK, *sets])
     return int(build(recipe, torch.device("cpu")).train_data.images.shape[-1])
 
 
@@ -74,14 +52,16 @@ def test_folder_recipe_checks(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_folder_recipe_trains_on_grey_pngs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    root = digits_folder(tmp_path / "digits", 64)
+    root = FOLDERS.digits_folder(tmp_path / "digits", 64)
     summary = _run(tmp_path, capsys, f"data.root={root}")
     assert 0 <= summary["acc"] <= 1  # type: ignore[operator]
     assert _channels(f"data.root={root}") == 1
 
 
 def test_folder_recipe_trains_on_colour_jpegs_in_a_tree(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    root = cifar_folder(tmp_path / "cifar", 64)
+    if not FOLDERS.PACK.exists():
+        pytest.skip(f"shared CIFAR-10 pack not found at {FOLDERS.PACK}")
+    root = FOLDERS.cifar_folder(tmp_path / "cifar", 64, subfolders=2)
     sets = [f"data.root={root}", "data.recursive=true", "head.clusters=10"]
     summary = _run(tmp_path, capsys, *sets)
     assert summary["acc"] is None and summary["selection"] == "nmi_zz"  # no labels: chosen by NMI(z, z')
