@@ -68,13 +68,13 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--folder", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     folder = args.folder or Path(__file__).resolve().parents[1] / "data" / f"bench_decode_folder_{args.images}"
     start = time.perf_counter()
     paths = make_folder(folder, args.images)
