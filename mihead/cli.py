@@ -198,18 +198,20 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mihead", description="Cluster images without labels by mutual information.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sets = {"action": "append", "default": [], "metavar": "SECTION.KEY=VALUE", "help": "override a recipe value (repeatable)"}
+
+    def add_sets(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a recipe value (repeatable)")
 
     run = sub.add_parser("run", help="train a recipe and write a run directory")
     run.add_argument("recipe", nargs="?", help="recipe TOML file")
-    run.add_argument("--set", **sets)
+    add_sets(run)
     run.add_argument("--out", help="run directory to create (default: run.out/NAME-TIMESTAMP)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate a recipe without running it")
     check.add_argument("recipe")
-    check.add_argument("--set", **sets)
+    add_sets(check)
     check.set_defaults(func=cmd_check)
 
     ev = sub.add_parser("eval", help="recompute metrics and plots from a run's checkpoint")

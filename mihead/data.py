@@ -25,6 +25,7 @@ exactly as without the option, so only view 0 changes; evaluation batches are un
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ def _derive_seed(*keys: int) -> int:
     return int(np.random.SeedSequence(_seed_words(*keys)).generate_state(1, np.uint64)[0] >> 1)
 
 
-class _KeyedViews(torch.utils.data.Dataset):
+class _KeyedViews(torch.utils.data.Dataset[np.ndarray]):
     """Item ``(epoch, index)`` = the augmenter's views of image ``index`` for that epoch
     (view 0 replaced by the evaluation view when ``original_view``)."""
 
@@ -71,7 +72,7 @@ class _KeyedViews(torch.utils.data.Dataset):
         return views
 
 
-class _EvalViews(torch.utils.data.Dataset):
+class _EvalViews(torch.utils.data.Dataset[tuple[np.ndarray, np.ndarray]]):
     """Item ``i`` = (evaluation view, two fixed random views) of image ``i``."""
 
     def __init__(self, images: np.ndarray, augmenter: ImageAugmenter, seed: int) -> None:
@@ -176,7 +177,7 @@ class ViewSource:
                 drop_last=True,
             )
 
-    def _make_loader(self, dataset: torch.utils.data.Dataset, batch_size: int, **kwargs: object) -> DataLoader:
+    def _make_loader(self, dataset: torch.utils.data.Dataset[Any], batch_size: int, **kwargs: object) -> DataLoader[Any]:
         workers = self.num_workers
         return DataLoader(
             dataset,

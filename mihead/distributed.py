@@ -92,7 +92,9 @@ def _control_group() -> dist.ProcessGroup | None:
     agreeing on a stop or broadcasting an object must not sync a GPU stream."""
     global _control
     if _control is None and dist.get_backend() != "gloo":
-        _control = dist.new_group(backend="gloo")
+        group = dist.new_group(backend="gloo")
+        assert isinstance(group, dist.ProcessGroup)  # every rank is a member: never NON_GROUP_MEMBER
+        _control = group
     return _control
 
 
@@ -123,7 +125,7 @@ class Cluster:
             raise RecipeError(
                 "[train] sync_batchnorm: torch's SyncBatchNorm needs CUDA; set it false for a CPU run"
             )
-        return nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[return-value]
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
     def wrap(self, module: nn.Module) -> nn.Module:
         """``module`` in DistributedDataParallel when there are several processes.
@@ -151,7 +153,7 @@ class Cluster:
         ok, value = box[0]
         if not ok:
             raise value
-        return value  # type: ignore[no-any-return]
+        return value
 
     def any(self, flag: bool) -> bool:
         """True on every rank when ``flag`` is true on at least one (e.g. a stop request)."""

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from rich.console import Console
@@ -127,7 +127,8 @@ class Trainer:
         if self.device.type == "cuda" and recipe.train.channels_last:
             model.to(memory_format=torch.channels_last)
             model.channels_last = True
-        forward = torch.compile(model) if recipe.train.compile else model
+        # torch.compile of a module is a module (OptimizedModule); its stubs say only "callable"
+        forward = cast(torch.nn.Module, torch.compile(model)) if recipe.train.compile else model
         self.loss_terms = self.cluster.wrap(_LossTerms(forward, self.built.objectives))
         params = list(model.parameters()) + [p for _, _, o in self.built.objectives for p in o.parameters()]
         self.optimizer = make_optimizer(params, recipe.train)
@@ -208,7 +209,7 @@ class Trainer:
             terms = self.loss_terms(views)
         loss = sum(weight * terms[name] for name, weight, _ in self.built.objectives)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[union-attr]
+        loss.backward()
         self.optimizer.step()
         return {name: t.detach() for name, t in terms.items()}
 

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from mihead.contracts import ImageData
+from mihead.contracts import Head, ImageData
 from mihead.data import ViewSource
 from mihead.device import autocast
 from mihead.metrics import HeadResult, confusion, head_result, select_head
@@ -87,5 +87,7 @@ def evaluate(
     table = None
     if data.labels is not None:
         classes = max(len(data.classes), int(data.labels.max()) + 1)
-        table = confusion(data.labels, assign[selected], classes, model.heads[selected].clusters)
+        head = model.heads[selected]
+        assert isinstance(head, Head)
+        table = confusion(data.labels, assign[selected], classes, head.clusters)
     return Evaluation(results, selected, mode, best, table, data.classes)

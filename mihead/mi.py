@@ -48,5 +48,8 @@ def mutual_information(p: torch.Tensor, lamb: float = 1.0) -> torch.Tensor:
         p = p.float()
         row = p.sum(-1, keepdim=True)
         col = p.sum(-2, keepdim=True)
-        log = lambda t: t.clamp_min(EPS).log()  # noqa: E731
+
+        def log(t: torch.Tensor) -> torch.Tensor:
+            return t.clamp_min(EPS).log()
+
         return (p * (log(p) - lamb * log(row) - lamb * log(col))).sum((-1, -2))

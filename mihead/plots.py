@@ -26,7 +26,7 @@ def plot_heads(evaluation: Evaluation, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(heads) + 2), 3.2), dpi=120)
     width = 0.4
     if heads[0].acc is not None:
-        ax.bar(x - width / 2, [h.acc for h in heads], width, label="accuracy")
+        ax.bar(x - width / 2, [h.acc or 0.0 for h in heads], width, label="accuracy")
         ax.bar(x + width / 2, [h.nmi_zz for h in heads], width, label="NMI(z, z')")
     else:
         ax.bar(x, [h.nmi_zz for h in heads], width, label="NMI(z, z')")

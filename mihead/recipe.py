@@ -377,8 +377,8 @@ def _check_coherence(recipe: Recipe) -> None:
             f"{source}: [augment] where: augmenter {augmenter.name!r} has no batched device path; use 'workers' or 'auto'"
         )
     backbone: type[Backbone] = recipe.backbone.cls
-    for i, section in enumerate(recipe.objectives):
-        objective: type[Objective] = section.cls
+    for i, table in enumerate(recipe.objectives):
+        objective: type[Objective] = table.cls
         missing = sorted(objective.requires - backbone.provides)
         if missing:
             provides = ", ".join(sorted(backbone.provides)) or "none"

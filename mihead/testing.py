@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ import torch
 from mihead.contracts import (
     KINDS,
     Augmenter,
+    AugmenterParams,
     Backbone,
     BackboneOutput,
     BatchAugmenter,
@@ -36,6 +37,7 @@ from mihead.contracts import (
     ModelOutputs,
     Objective,
     ObjectiveContext,
+    ObjectiveParams,
     Params,
     Plugin,
     describe,
@@ -61,9 +63,13 @@ class ContractError(AssertionError):
     """A plugin class that does not keep its kind's contract."""
 
 
+def _fail(cls: type, message: str) -> NoReturn:
+    raise ContractError(f"{getattr(cls, 'name', cls.__qualname__)!r} ({cls.__qualname__}): {message}")
+
+
 def _require(ok: bool, cls: type, message: str) -> None:
     if not ok:
-        raise ContractError(f"{getattr(cls, 'name', cls.__qualname__)!r} ({cls.__qualname__}): {message}")
+        _fail(cls, message)
 
 
 def fake_outputs(
@@ -153,7 +159,7 @@ def check_backbone(
     for name, t in out.features.items():
         _require(t.shape[0] == batch and _finite(t), cls, f"feature {name!r} has shape {tuple(t.shape)} or is not finite")
     total = sum(t.float().mean() for t in [*out.attach, *out.features.values()])
-    total.backward()  # type: ignore[union-attr]
+    total.backward()
     _require(_has_gradient(list(net.parameters())), cls, "no gradient reaches the parameters")
     return out
 
@@ -195,6 +201,8 @@ def check_objective(
     if context is None:
         context = context_of(outputs)
     _require(set(cls.requires) <= set(outputs.features), cls, f"requires {sorted(cls.requires)}, outputs give {sorted(outputs.features)}")
+    if not isinstance(params, ObjectiveParams):
+        _fail(cls, "Params does not extend ObjectiveParams")
     objective = cls(params, context)
     _require(isinstance(objective, torch.nn.Module), cls, "an objective must be an nn.Module")
     loss = objective(outputs)
@@ -216,6 +224,8 @@ def check_augmenter(cls: type[Augmenter], params: Params | None = None, source: 
     ``batch_views`` gives float [V, B, C', H', W'] in [0, 1], the same for the same generator
     seed, and ``eval_batch`` float [B, C', H', W'] in [0, 1]."""
     params = params if params is not None else check_params(cls)
+    if not isinstance(params, AugmenterParams):
+        _fail(cls, "Params does not extend AugmenterParams")
     aug = cls(params, source)
     _require(isinstance(aug, (ImageAugmenter, BatchAugmenter)), cls, "neither an ImageAugmenter nor a BatchAugmenter")
     out, v = aug.output, aug.num_views

@@ -11,7 +11,7 @@ from torch import nn
 
 from mihead.contracts.augmenter import ImageSpec
 from mihead.contracts.params import Params
-from mihead.contracts.plugin import Plugin
+from mihead.contracts.plugin import Plugin, PluginParams
 
 __all__ = ["Backbone", "BackboneOutput"]
 
@@ -41,7 +41,7 @@ class Backbone(Plugin, nn.Module, ABC):
     Params: ClassVar[type[Params]] = Params
     provides: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, params: Params, image: ImageSpec) -> None:
+    def __init__(self, params: PluginParams, image: ImageSpec) -> None:
         nn.Module.__init__(self)
         self.params = params
         self.image = image

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, TypeAlias
 
 from mihead.contracts.params import Params
+
+PluginParams: TypeAlias = Params
+"""``Params`` by another name, for annotations inside classes whose ``Params`` attribute shadows it."""
 
 __all__ = ["Plugin"]
 
@@ -20,4 +23,4 @@ class Plugin:
     kind: ClassVar[str]
     name: ClassVar[str]
     Params: ClassVar[type[Params]] = Params
-    params: Params
+    params: PluginParams

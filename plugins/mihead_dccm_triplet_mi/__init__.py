@@ -86,7 +86,10 @@ def select_pairs(z: torch.Tensor, threshold: float) -> Pairs:
         nearest = s.masked_fill(eye, float("-inf")).argmax(-1)
         scores = torch.rand(s.shape, device=z.device).masked_fill(graph, -1.0)
         negative = scores.argmax(-1)
-        linked = lambda idx: graph.gather(-1, idx.unsqueeze(-1)).squeeze(-1)  # noqa: E731
+
+        def linked(idx: torch.Tensor) -> torch.Tensor:
+            return graph.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
+
         return Pairs(nearest, linked(nearest), negative, ~linked(negative))
 
 

@@ -51,7 +51,7 @@ def _timm_resnet18(in_chans: int, width: float) -> timm.models.ResNet:
     then expects 64 * width channels and needs no projection; the stem itself is replaced by
     :class:`DHOGResNet18`."""
     half = max(1, round(32 * width))
-    return timm.create_model(
+    model = timm.create_model(
         "resnet18",
         num_classes=0,
         pretrained=False,
@@ -60,6 +60,23 @@ def _timm_resnet18(in_chans: int, width: float) -> timm.models.ResNet:
         stem_type="deep",
         stem_width=half,
     )
+    assert isinstance(model, timm.models.ResNet)
+    return model
+
+
+def _stage(trunk: timm.models.ResNet, name: str) -> nn.Sequential:
+    """One of the trunk's named modules (``layer1`` .. ``layer4``, which timm sets by name, so
+    that their type is known only here)."""
+    stage = getattr(trunk, name)
+    assert isinstance(stage, nn.Sequential)
+    return stage
+
+
+def _conv(block: nn.Module, name: str) -> nn.Conv2d:
+    """A residual block's convolution ``conv1`` or ``conv2``."""
+    conv = getattr(block, name)
+    assert isinstance(conv, nn.Conv2d)
+    return conv
 
 
 class DHOGResNet18(Backbone):
@@ -80,18 +97,19 @@ class DHOGResNet18(Backbone):
         self.params: DHOGResNetParams = params
         self.stem_kind = resolve_stem(params.stem, image.size)
         trunk = _timm_resnet18(image.channels, params.width)
-        width = trunk.layer1[0].conv1.in_channels
+        stages = [_stage(trunk, f"layer{i}") for i in (1, 2, 3, 4)]
+        width = _conv(stages[0][0], "conv1").in_channels
         kernel, stride = (7, 2) if self.stem_kind == "imagenet" else (3, 2 if self.stem_kind == "stride2" else 1)
         conv = nn.Conv2d(image.channels, width, kernel, stride=stride, padding=kernel // 2, bias=False)
         nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
         pool = trunk.maxpool if self.stem_kind == "imagenet" else nn.Identity()
         self.normalise = nn.BatchNorm2d(image.channels)
         self.stem = nn.Sequential(conv, trunk.bn1, trunk.act1, pool)
-        self.blocks = nn.ModuleList([trunk.layer1, trunk.layer2, trunk.layer3])
+        self.blocks = nn.ModuleList(stages[:3])
         # each copy comes from its own timm model, so it gets timm's initialisation independently
-        copies = [trunk.layer4] + [_timm_resnet18(image.channels, params.width).layer4 for _ in range(params.final_copies - 1)]
+        copies = stages[3:] + [_stage(_timm_resnet18(image.channels, params.width), "layer4") for _ in range(params.final_copies - 1)]
         self.finals = nn.ModuleList(copies)
-        early = [b[-1].conv2.out_channels for b in self.blocks] if params.attach_early else []
+        early = [_conv(s[-1], "conv2").out_channels for s in stages[:3]] if params.attach_early else []
         self._channels = early + [trunk.num_features] * params.final_copies
 
     @property
