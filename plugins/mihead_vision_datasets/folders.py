@@ -98,6 +98,7 @@ def load_folder(
         workers=params.decode_workers,
         console=console,
         say=lambda line: console.print(escape(f"mihead: {line}"), highlight=False),
+        selection=f"limit={params.limit}" if params.limit else "",
     )
     for path, reason in decoded.skipped:
         console.print(escape(f"mihead: warning: skipped unreadable image {path}: {reason}"), style="yellow", highlight=False)
