@@ -32,7 +32,7 @@ RECIPE_FILE = "recipe.toml"
 
 
 def _warn(console: Console, message: str) -> None:
-    console.print(Text(f"mihead: warning: {message}", style="yellow"))
+    console.print(Text(f"mihead: warning: {message}", style="yellow"), soft_wrap=True)  # one line, however long
 
 
 def _registry(console: Console) -> Registry:
