@@ -146,7 +146,8 @@ def _decode_or_reason(path: Path, size: int, channels: int) -> tuple[np.ndarray 
     try:
         pixels, grey = decode_image(path, size, channels)
     except _DECODE_ERRORS as exc:
-        return None, False, str(exc) or type(exc).__name__
+        reason = str(exc).replace(f"'{path}'", "").replace(str(path), "").strip(" :")  # the path is named once
+        return None, False, reason or type(exc).__name__
     return pixels, grey, ""
 
 
