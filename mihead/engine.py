@@ -1,8 +1,9 @@
-"""The training loop: steps, schedule, logs, checkpoints, resume, evaluation and reports.
+"""The training loop: steps, schedule, logs, checkpoints, resume, and the final evaluation,
+whose outputs (summary, plots, assignments, gallery) :mod:`mihead.outputs` writes.
 
 Under torchrun (see mihead/distributed.py and docs/distributed.md) every rank trains its shard
-of each global batch in DistributedDataParallel; rank 0 alone evaluates and writes the run
-directory (logs, checkpoints, plots, summary), and every rank returns rank 0's summary.
+of each global batch in DistributedDataParallel; rank 0 alone evaluates, on the whole
+evaluation split, and writes the run directory, and every rank returns rank 0's summary.
 """
 
 from __future__ import annotations

@@ -163,3 +163,50 @@ def test_an_unfinished_run_needs_a_head(digits_run: Path, digit_files: Path, tmp
     code, out, err = run_cli("predict", str(run_dir), str(digit_files), "--head", "1")
     assert code == 0, err
     check_reproduces(parse(out), digits_run, 1)
+
+
+def write_mixed_folder(root: Path, n: int = 60) -> None:
+    """Class subfolders (with a nested one) of PNGs in every mode a user's folder holds (RGB,
+    grey, RGBA, palette, 16-bit grey), of sizes that need resizing and cropping."""
+    rng = np.random.default_rng(0)
+    modes = ["RGB", "L", "RGBA", "P", "I;16"]
+    for i in range(n):
+        folder = root / ("bright" if i % 2 else "dark") / ("deep" if i % 3 == 0 else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        base = 170 if i % 2 else 60
+        pixels = np.clip(base + rng.normal(0, 40, (20 + i % 5, 24, 3)), 0, 255).astype(np.uint8)
+        image = Image.fromarray(pixels)
+        mode = modes[i % len(modes)]
+        if mode == "I;16":
+            image = Image.fromarray(np.asarray(image.convert("L")).astype(np.uint16) * 257)
+        elif mode == "P":
+            image = image.convert("P", palette=Image.Palette.ADAPTIVE)
+        else:
+            image = image.convert(mode)
+        image.save(folder / f"{i:02d}.png")
+
+
+def test_predict_on_an_image_folder_run_gives_its_assignments_by_path(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """recipes/folder.toml on a folder of mixed-mode images: predict, reading the files again,
+    gives each file (its path relative to data.root is its id) the run's clusters."""
+    from corehelp import ROOT
+
+    root = tmp_path / "images"
+    write_mixed_folder(root)
+    run_dir = tmp_path / "run"
+    shrink = ["data.size=16", 'data.cache=""', "head.clusters=3", "head.per_attachment=2", "train.batch_size=30", "train.max_steps=2", "train.device=cpu"]
+    sets = [a for s in [f"data.root={root}", *shrink] for a in ("--set", s)]
+    code, _, err = run_cli("run", str(ROOT / "recipes" / "folder.toml"), "--out", str(run_dir), *sets)
+    assert code == 0, err
+    run = read_csv(run_dir / "assignments.csv")
+    assert sorted(r["id"] for r in run) == sorted(str(p.relative_to(root)) for p in root.rglob("*.png"))
+    assert {r["label"] for r in run} == {"bright", "dark"}
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["image_spec"] == {"channels": 3, "size": 16}  # mixed: colour
+    code, out, err = run_cli("predict", str(run_dir), str(root))
+    assert code == 0, err
+    predicted = {str(Path(r["path"]).relative_to(root)): r for r in parse(out)}
+    assert len(predicted) == len(run) == 60
+    for row in run:
+        got = predicted[row["id"]]
+        assert (got["cluster"], got["head_0"], got["head_1"]) == (row["cluster"], row["head_0"], row["head_1"]), row["id"]
+        assert float(got["confidence"]) == pytest.approx(float(row["confidence"]), abs=2e-6)
