@@ -211,3 +211,22 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="disk full"):
         write_atomically(path, fails)
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_eval_gallery_images_sets_the_images_per_row(digits_run: Path, run_cli, registry) -> None:  # type: ignore[no-untyped-def]
+    from mihead.errors import RecipeError
+    from mihead.recipe import load_recipe
+
+    work = Path(str(digits_run) + "-three")
+    shutil.copytree(digits_run, work)
+    recipe = work / "recipe.toml"
+    assert "gallery_images = 12" in recipe.read_text()
+    recipe.write_text(recipe.read_text().replace("gallery_images = 12", "gallery_images = 3"))
+    code, _, err = run_cli("eval", str(work))
+    assert code == 0, err
+    rows = gallery_rows(evaluation_of(work), summary_of(work)["selected_head"], 3)
+    assert max(len(r.images) for r in rows) == 3
+    with Image.open(work / "gallery.png") as png:
+        assert png.size == (gallery_pages(work, rows, 3, 8)[0].width, gallery_pages(work, rows, 3, 8)[0].height)
+    with pytest.raises(RecipeError, match="gallery_images"):
+        load_recipe(recipe, registry, ["eval.gallery_images=51"])
