@@ -1,8 +1,9 @@
 """``mihead predict``: a trained run's clusters for new image files.
 
 The files are read as the run's own images were (:func:`mihead.images.decode_images` at the
-side and channels recorded in its checkpoint), given the augmenter's evaluation view and
-assigned by every main head, exactly as the run's evaluation assigned its images. Nothing of
+side and channels recorded in its checkpoint), given the augmenter's evaluation view (made the
+way the run's evaluation made it: batched or per image, as recorded) and assigned by every
+main head, exactly as the run's evaluation assigned its images. Nothing of
 the training data is needed, and the checkpoint's tensors are read onto the CPU first, so a run
 trained on a GPU predicts on a machine without one.
 """
@@ -43,6 +44,7 @@ class RunModel:
     augmenter: Augmenter
     spec: ImageSpec
     device: torch.device
+    views_on_device: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +92,10 @@ def load_run_model(run_dir: Path, recipe: Recipe, device: torch.device) -> RunMo
     augmenter: Augmenter = recipe.augment.cls(recipe.augment.params, spec)
     model, _ = build_model(recipe, augmenter, _clusters(state, recipe, dataset, run_dir), device)
     load_weights(model, state["model"], run_dir, "model")
-    return RunModel(recipe, model, augmenter, spec, device)
+    recorded = state.get("views_on_device")
+    where = recipe.augment.core.where  # type: ignore[attr-defined]
+    on_device = recorded if isinstance(recorded, bool) else views_on_device(augmenter, where, device)
+    return RunModel(recipe, model, augmenter, spec, device, on_device)
 
 
 def _with_progress(batches: Iterator[torch.Tensor], total: int, console: Console | None) -> Iterator[torch.Tensor]:
@@ -118,8 +123,7 @@ def predict(run: RunModel, paths: Sequence[Path], *, skip_bad: bool = False, con
     if not decoded.paths:
         raise DataError(f"none of the {len(files)} image files could be read (e.g. {decoded.skipped[0][0]}: {decoded.skipped[0][1]})")
     recipe = run.recipe
-    on_device = views_on_device(run.augmenter, recipe.augment.core.where, run.device)  # type: ignore[attr-defined]
     batch_size = recipe.eval.batch_size
-    views = (v.unsqueeze(0) for v in eval_view_batches(decoded.images, run.augmenter, batch_size, on_device=on_device, device=run.device))
+    views = (v.unsqueeze(0) for v in eval_view_batches(decoded.images, run.augmenter, batch_size, on_device=run.views_on_device, device=run.device))
     clusters, confidence = assign_views(run.model, _with_progress(views, len(decoded.paths), shown), recipe.train.precision)
     return Predictions(decoded.paths, clusters[:, 0], confidence[:, 0], decoded.skipped)
