@@ -6,8 +6,8 @@ folder and the files left out as unreadable. Its name carries two hashes: one of
 (absolute path) and the target size and channels, one of the files' relative paths, sizes and
 modification times, the target and the decoder (PIL's version, this format). A changed, added
 or removed file, or another size or channel count, misses the entry and decodes again; the
-new entry then replaces the folder's stale one, so the cache holds one entry per folder and
-target. Entries are written atomically (a temporary file, then a rename), so concurrent runs
+new entry then replaces the folder's stale one, so the cache holds one entry per folder,
+selection of its files (all, or the first N) and target. Entries are written atomically (a temporary file, then a rename), so concurrent runs
 or an interrupted write never leave a torn file; a file that cannot be read back is a miss.
 """
 
@@ -62,14 +62,15 @@ def _stat(path: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def _entry(cache: Path, root: Path, paths: Sequence[Path], size: int, channels: int) -> tuple[Path, str]:
-    """The entry's file and the name prefix that every entry of this folder and target shares."""
+def _entry(cache: Path, root: Path, paths: Sequence[Path], size: int, channels: int, selection: str) -> tuple[Path, str]:
+    """The entry's file and the name prefix that every entry of this folder, selection and
+    target shares."""
     absolute = root.resolve()
     target = {"size": size, "channels": channels}
     files = [[p.relative_to(root).as_posix(), *_stat(p)] for p in paths]
     content = _digest({"format": FORMAT, "pillow": PIL.__version__, **target, "files": files})
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", absolute.name)[:40] or "root"
-    prefix = f"{slug}-{_digest({'root': str(absolute), **target})}-"
+    prefix = f"{slug}-{_digest({'root': str(absolute), 'selection': selection, **target})}-"
     return cache / f"{prefix}{content}.npz", prefix
 
 
@@ -120,14 +121,18 @@ def decode_cached(
     workers: int = 0,
     console: Console | None = None,
     say: Callable[[str], None] = lambda message: None,
+    selection: str = "",
 ) -> DecodedImages:
     """:func:`mihead.images.decode_images` of ``paths`` (files under ``root``), read from the
     cache folder ``cache`` when an entry for exactly these files and this target is there,
     and stored in it otherwise. No cache with ``cache`` None. ``say`` gets one line on a
-    hit, and a warning when the entry cannot be written (the run goes on without it)."""
+    hit, and a warning when the entry cannot be written (the run goes on without it).
+    ``selection`` names which of the folder's files ``paths`` are (e.g. "limit=500"): entries
+    of different selections are kept side by side, so that a shrunk run does not replace the
+    whole folder's entry."""
     if cache is None:
         return decode_images(paths, size, channels, skip_bad=skip_bad, workers=workers, console=console)
-    entry, prefix = _entry(cache, root, paths, size, channels)
+    entry, prefix = _entry(cache, root, paths, size, channels, selection)
     decoded = _read(entry, root)
     if decoded is not None:
         if decoded.skipped and not skip_bad:

@@ -94,10 +94,12 @@ def _eight_bit(image: Image.Image) -> Image.Image:
         return Image.fromarray(np.rint(np.clip(np.asarray(image), 0, 255)).astype(np.uint8))
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    elif mode in ("PA", "RGBa", "RGBX") or mode not in ("1", "L", "LA", "La", "RGB", "RGBA"):
-        image = image.convert("RGBA" if mode in ("PA", "RGBa") else "RGB")
+    elif mode in ("PA", "RGBa"):
+        image = image.convert("RGBA")
     elif mode in ("1", "La"):
-        image = image.convert("LA" if mode == "La" else "L")
+        image = image.convert("L" if mode == "1" else "LA")
+    elif mode not in ("L", "LA", "RGB", "RGBA"):  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+        image = image.convert("RGB")
     if image.mode in ("LA", "RGBA"):
         pixels = np.asarray(image).astype(np.uint32)
         colour, alpha = pixels[..., :-1], pixels[..., -1:]

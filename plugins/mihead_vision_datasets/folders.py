@@ -97,10 +97,11 @@ def load_folder(
         skip_bad=params.skip_bad,
         workers=params.decode_workers,
         console=console,
-        say=lambda line: console.print(escape(f"mihead: {line}"), highlight=False),
+        say=lambda line: console.print(escape(f"mihead: {line}"), highlight=False, soft_wrap=True),
+        selection=f"limit={params.limit}" if params.limit else "",
     )
     for path, reason in decoded.skipped:
-        console.print(escape(f"mihead: warning: skipped unreadable image {path}: {reason}"), style="yellow", highlight=False)
+        console.print(escape(f"mihead: warning: skipped unreadable image {path}: {reason}"), style="yellow", highlight=False, soft_wrap=True)
     kept_labels = None
     if labels is not None:
         label_of = dict(zip(paths, labels, strict=True))

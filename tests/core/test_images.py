@@ -38,6 +38,7 @@ def _mixed(folder: Path) -> dict[str, Path]:
         "palette": _save(folder / "palette.png", palette),
         "palette_clear": _save(folder / "palette_clear.png", clear, transparency=0),
         "bilevel": _save(folder / "bilevel.png", Image.new("1", (12, 10), 1)),
+        "cmyk": _save(folder / "cmyk.tif", Image.new("CMYK", (12, 10), (0, 255, 0, 0))),
     }
 
 
@@ -53,6 +54,7 @@ EXPECTED_RGB = {
     "palette": (0, 0, 255),
     "palette_clear": (255, 255, 255),
     "bilevel": (255, 255, 255),
+    "cmyk": (255, 0, 255),  # no cyan, full magenta, no yellow, no black
 }
 
 

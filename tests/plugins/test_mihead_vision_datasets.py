@@ -268,6 +268,9 @@ def test_image_folder_cache_is_used_then_invalidated(tmp_path: Path, monkeypatch
 
     _folder(root, size=8, cache="").load("all")
     assert len(counter.calls) == 7 and len(list(cache.glob("*.npz"))) == 2  # "" = no cache
+    assert load(limit=2).ids == ("1.png", "2.png") and counter.calls[-1] == 2
+    load()
+    assert len(counter.calls) == 8  # a shrunk run keeps the whole folder's entry
 
 
 def test_image_folder_cache_keeps_skipped_files_and_survives_a_torn_entry(tmp_path: Path) -> None:
