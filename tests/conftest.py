@@ -15,6 +15,13 @@ SHARED_CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifa
 CACHE = Path(__file__).resolve().parents[1] / "data"  # git-ignored
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _image_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Folder datasets cache decoded images under $XDG_CACHE_HOME by default: point it at a
+    temporary folder, so that no test writes to the real home cache (subprocesses inherit it)."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+
+
 @pytest.fixture(scope="session")
 def cifar10_root() -> Path:
     """A folder holding ``cifar-10-batches-py/`` rebuilt from the shared JPEG pack (md5 sums
