@@ -21,7 +21,7 @@ from mihead.errors import DataError, RecipeError
 from mihead.model import MultiHeadModel
 from mihead.recipe import Recipe
 
-__all__ = ["Built", "build", "build_declared", "build_model"]
+__all__ = ["Built", "build", "build_declared", "build_model", "prediction_facts"]
 
 
 @dataclasses.dataclass
@@ -35,6 +35,18 @@ class Built:
     model: MultiHeadModel
     objectives: list[tuple[str, float, Objective]]
     device: torch.device
+
+
+def prediction_facts(built: Built) -> dict[str, object]:
+    """What a checkpoint records so that ``mihead predict`` can rebuild the model and prepare
+    new images as the run's evaluation did, without its data: the images' side and channels,
+    the clusters of each main head, and whether the evaluation views were made on the device
+    (batched) or per image (the two paths of an augmenter may differ slightly)."""
+    return {
+        "image_spec": dataclasses.asdict(built.augmenter.source),
+        "clusters": built.model.clusters,
+        "views_on_device": built.source.on_device,
+    }
 
 
 def _load(dataset: Dataset, split: str, limit: int) -> ImageData:

@@ -1,8 +1,9 @@
-"""The training loop: steps, schedule, logs, checkpoints, resume, evaluation and reports.
+"""The training loop: steps, schedule, logs, checkpoints, resume, and the final evaluation,
+whose outputs (summary, plots, assignments, gallery) :mod:`mihead.outputs` writes.
 
 Under torchrun (see mihead/distributed.py and docs/distributed.md) every rank trains its shard
-of each global batch in DistributedDataParallel; rank 0 alone evaluates and writes the run
-directory (logs, checkpoints, plots, summary), and every rank returns rank 0's summary.
+of each global batch in DistributedDataParallel; rank 0 alone evaluates, on the whole
+evaluation split, and writes the run directory, and every rank returns rank 0's summary.
 """
 
 from __future__ import annotations
@@ -19,20 +20,19 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from mihead.build import Built, build
+from mihead.build import Built, build, prediction_facts
 from mihead.checkpoint import load_weights, save_checkpoint
 from mihead.contracts import Objective
 from mihead.device import autocast, resolve_device
 from mihead.distributed import current
 from mihead.errors import MiheadError
-from mihead.evaluate import Evaluation, evaluate
+from mihead.evaluate import evaluate_run
 from mihead.optim import learning_rate, make_optimizer
-from mihead.plots import plot_confusion, plot_heads, plot_training
+from mihead.outputs import report, training_facts
 from mihead.recipe import Recipe
-from mihead.report import print_results
 from mihead.training_log import LOG_FILE, read_log
 
-__all__ = ["Interrupted", "NumericalError", "Trainer", "training_facts", "write_reports"]
+__all__ = ["Interrupted", "NumericalError", "Trainer"]
 
 
 class NumericalError(MiheadError):
@@ -61,35 +61,6 @@ def _stop_requests() -> Iterator[list[int]]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-
-
-def training_facts(state: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """The training part of summary.json, from a checkpoint's counters."""
-    seconds = float(state["seconds"])
-    return {
-        "epochs": int(state["epoch"]),
-        "steps": int(state["step"]),
-        "seconds": round(seconds, 3),
-        "images_per_second": round(int(state["images_seen"]) / seconds, 1) if seconds else None,
-        "device": str(device),
-        "world_size": int(state["world_size"]),
-    }
-
-
-def write_reports(run_dir: Path, evaluation: Evaluation, extra: dict[str, Any]) -> dict[str, Any]:
-    """summary.json, heads.png, confusion.png (only with labels) and training.png (when the
-    run directory has a log)."""
-    summary = {**evaluation.summary(), **extra}
-    tmp = run_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(run_dir / "summary.json")
-    plot_heads(evaluation, run_dir / "heads.png")
-    if evaluation.confusion is not None:
-        plot_confusion(evaluation, run_dir / "confusion.png")
-    records = [record for _, record in read_log(run_dir)]
-    if records:
-        plot_training(records, run_dir / "training.png")
-    return summary
 
 
 class _LossTerms(torch.nn.Module):
@@ -156,9 +127,11 @@ class Trainer:
         }
 
     def state(self) -> dict[str, Any]:
-        """Everything needed to continue exactly: weights, optimiser, counters, RNG states."""
+        """Everything needed to continue exactly (weights, optimiser, counters, RNG states)
+        and to predict new images without the data (:func:`mihead.build.prediction_facts`)."""
         return {
             "model": self.built.model.state_dict(),
+            **prediction_facts(self.built),
             "objectives": {n: o.state_dict() for n, _, o in self.built.objectives},
             "optimizer": self.optimizer.state_dict(),
             **self.state_counters(),
@@ -221,17 +194,6 @@ class Trainer:
                     f"loss term {name!r} became non-finite at step {step + 1}; the run stopped and "
                     f"its last good checkpoint in {self.run_dir} was kept"
                 )
-
-    def _evaluate(self) -> Evaluation:
-        b = self.built
-        return evaluate(
-            b.model,
-            b.source,
-            b.eval_data,
-            batch_size=self.recipe.eval.batch_size,
-            precision=self.recipe.train.precision,
-            selection=self.recipe.eval.selection,
-        )
 
     def _log(self, record: dict[str, Any]) -> None:
         if not self.cluster.is_main:
@@ -314,7 +276,7 @@ class Trainer:
                 }
                 every = recipe.eval.every
                 if not done and every and self.epoch % every == 0 and self.cluster.is_main:
-                    record["eval"] = self._evaluate().epoch_metrics()
+                    record["eval"] = evaluate_run(self.built, self.recipe).epoch_metrics()
                 if not done:  # the epoch's line goes before its checkpoint: a kill between
                     self._log(record)  # the two repeats the epoch and drops the line on resume
                 if done or self.epoch % recipe.train.checkpoint_every == 0:
@@ -325,14 +287,10 @@ class Trainer:
 
     def _report(self, record: dict[str, Any]) -> dict[str, Any]:
         """The final evaluation: logged with the last epoch's ``record``, written, printed."""
-        evaluation = self._evaluate()
+        evaluation = evaluate_run(self.built, self.recipe)
         record["eval"] = evaluation.epoch_metrics()
         if all(r["epoch"] != self.epoch for _, r in read_log(self.run_dir)):  # resuming a finished run
             self._log(record)
-        summary = write_reports(self.run_dir, evaluation, self.run_facts())
-        print_results(self.console, evaluation, summary)
-        return summary
-
-    def run_facts(self) -> dict[str, Any]:
-        """The training part of summary.json."""
-        return training_facts(self.state_counters(), self.device)
+        facts = training_facts(self.state_counters(), self.device)
+        images = self.built.eval_data.images
+        return report(self.console, self.run_dir, evaluation, images, facts, gallery_images=self.recipe.eval.gallery_images)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "DataError", "MiheadError", "PluginError", "RecipeError"]
+__all__ = ["CheckpointError", "DataError", "MiheadError", "PluginError", "RecipeError", "UsageError"]
 
 
 class MiheadError(Exception):
@@ -25,3 +25,7 @@ class DataError(MiheadError):
 
 class CheckpointError(MiheadError):
     """A checkpoint that is absent, truncated or corrupt; the message names the file."""
+
+
+class UsageError(MiheadError):
+    """A command-line argument that is not valid for what it names (e.g. a head the run lacks)."""

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-__all__ = ["HeadResult", "best_matching", "confusion", "head_result", "hungarian_accuracy", "select_head"]
+__all__ = ["HeadResult", "best_matching", "cluster_usage", "confusion", "head_result", "hungarian_accuracy", "select_head"]
 
 
 def confusion(labels: np.ndarray, assign: np.ndarray, classes: int, clusters: int) -> np.ndarray:
@@ -38,34 +38,54 @@ def hungarian_accuracy(labels: np.ndarray, assign: np.ndarray) -> float:
     return float(np.mean(mapped[assign] == labels))
 
 
+def cluster_usage(assign: np.ndarray, clusters: int) -> tuple[int, float]:
+    """How many of ``clusters`` clusters hold at least one sample, and the entropy of the
+    cluster sizes divided by log(clusters): 1.0 for equal sizes, 0.0 for one cluster holding
+    everything. Together they tell whether a head uses the clusters it was given."""
+    sizes = np.bincount(assign, minlength=clusters)
+    share = sizes[sizes > 0] / len(assign)
+    entropy = float(-(share * np.log(share)).sum())
+    return int((sizes > 0).sum()), entropy / float(np.log(clusters))
+
+
 @dataclasses.dataclass(frozen=True)
 class HeadResult:
-    """One head's scores; acc, nmi and ari are None for unlabelled data."""
+    """One head's scores (acc, nmi and ari are None for unlabelled data) and how it uses its
+    ``clusters``: ``clusters_used`` non-empty ones, ``usage_entropy`` the normalised entropy
+    of their sizes (:func:`cluster_usage`)."""
 
     index: int
     acc: float | None
     nmi: float | None
     ari: float | None
     nmi_zz: float
+    clusters: int
+    clusters_used: int
+    usage_entropy: float
 
 
 def head_result(
-    index: int, assign: np.ndarray, assign_a: np.ndarray, assign_b: np.ndarray, labels: np.ndarray | None
+    index: int, assign: np.ndarray, assign_a: np.ndarray, assign_b: np.ndarray, labels: np.ndarray | None, clusters: int
 ) -> HeadResult:
-    """Scores of one head: its assignments against the labels, and ``nmi_zz``, the NMI
-    between its assignments of two random augmentations of the same images."""
+    """Scores of one head of ``clusters`` clusters: its assignments against the labels,
+    ``nmi_zz``, the NMI between its assignments of two random augmentations of the same
+    images, and its cluster usage."""
     # scikit-learn scores two constant labellings 1.0; a head that puts everything in one
     # cluster carries no information and must not win the unsupervised head selection
     collapsed = len(np.unique(assign_a)) < 2 or len(np.unique(assign_b)) < 2
     zz = 0.0 if collapsed else float(normalized_mutual_info_score(assign_a, assign_b))
+    used, entropy = cluster_usage(assign, clusters)
     if labels is None:
-        return HeadResult(index, None, None, None, zz)
+        return HeadResult(index, None, None, None, zz, clusters, used, entropy)
     return HeadResult(
         index,
         hungarian_accuracy(labels, assign),
         float(normalized_mutual_info_score(labels, assign)),
         float(adjusted_rand_score(labels, assign)),
         zz,
+        clusters,
+        used,
+        entropy,
     )
 
 

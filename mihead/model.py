@@ -29,6 +29,7 @@ class MultiHeadModel(nn.Module):
         self.heads = nn.ModuleList(heads)
         self.over_heads = nn.ModuleList(over_heads)
         self.per_attachment = per_attachment
+        self.clusters = heads[0].clusters  # K of every main head
         self.channels_last = False  # set by the engine: feed images in channels-last layout
 
     @property

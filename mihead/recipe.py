@@ -96,6 +96,7 @@ class EvalParams(Params):
         choices=("nmi_zz", "best"),
     )
     batch_size: int = param(1024, "images per evaluation batch", ge=1)
+    gallery_images: int = param(12, "most confident images shown per cluster in gallery.png", ge=1, le=50)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from mihead.metrics import HeadResult, best_matching, confusion, head_result, hungarian_accuracy, select_head
+from mihead.metrics import HeadResult, best_matching, cluster_usage, confusion, head_result, hungarian_accuracy, select_head
 
 
 def brute_force_accuracy(labels: np.ndarray, assign: np.ndarray) -> float:
@@ -56,7 +56,7 @@ def test_relabelled_perfect_clustering_scores_one() -> None:
     assign = (labels * 3 + 2) % 5  # a permutation of the class ids
     assert hungarian_accuracy(labels, assign) == 1.0
     assert best_matching(labels, assign) == {int((c * 3 + 2) % 5): c for c in range(5)}
-    result = head_result(0, assign, assign, assign, labels)
+    result = head_result(0, assign, assign, assign, labels, 5)
     assert (result.acc, result.nmi, result.ari, result.nmi_zz) == pytest.approx((1.0, 1.0, 1.0, 1.0))
 
 
@@ -78,7 +78,7 @@ def test_nmi_and_ari_match_direct_formulas_and_scikit_learn(seed: int) -> None:
     labels = rng.integers(0, 4, 200)
     assign = np.where(rng.random(200) < 0.6, labels, rng.integers(0, 6, 200))
     a, b = rng.integers(0, 6, 200), rng.integers(0, 6, 200)
-    result = head_result(3, assign, a, b, labels)
+    result = head_result(3, assign, a, b, labels, 6)
     assert result.index == 3
     assert result.nmi == pytest.approx(direct_nmi(labels, assign), abs=1e-9)
     assert result.nmi == pytest.approx(normalized_mutual_info_score(labels, assign))
@@ -90,23 +90,35 @@ def test_nmi_and_ari_match_direct_formulas_and_scikit_learn(seed: int) -> None:
 
 def test_unlabelled_data_gives_only_nmi_zz() -> None:
     a = np.arange(30) % 3
-    result = head_result(0, a, a, (a + 1) % 3, None)
+    result = head_result(0, a, a, (a + 1) % 3, None, 3)
     assert (result.acc, result.nmi, result.ari) == (None, None, None)
     assert result.nmi_zz == pytest.approx(1.0)
 
 
+def test_cluster_usage_counts_non_empty_clusters_and_normalises_their_entropy() -> None:
+    assert cluster_usage(np.arange(40) % 4, 4) == (4, pytest.approx(1.0))  # equal sizes
+    assert cluster_usage(np.zeros(40, np.int64), 4) == (1, 0.0)  # one cluster holds everything
+    assert cluster_usage(np.arange(40) % 2, 4) == (2, pytest.approx(0.5))  # two of four used equally: log 2 / log 4
+    sizes = np.array([30, 6, 3, 1])
+    share = sizes / sizes.sum()
+    used, entropy = cluster_usage(np.repeat(np.arange(4), sizes), 10)
+    assert used == 4 and entropy == pytest.approx(-(share * np.log(share)).sum() / np.log(10))
+    result = head_result(0, np.repeat(np.arange(4), sizes), np.arange(40) % 2, np.arange(40) % 2, None, 10)
+    assert (result.clusters, result.clusters_used, result.usage_entropy) == (10, 4, pytest.approx(entropy))
+
+
 def test_select_head_by_nmi_zz_and_by_accuracy() -> None:
     heads = [
-        HeadResult(0, acc=0.9, nmi=0.8, ari=0.7, nmi_zz=0.2),
-        HeadResult(1, acc=0.4, nmi=0.5, ari=0.3, nmi_zz=0.95),
-        HeadResult(2, acc=0.6, nmi=0.6, ari=0.5, nmi_zz=0.5),
+        HeadResult(0, acc=0.9, nmi=0.8, ari=0.7, nmi_zz=0.2, clusters=3, clusters_used=3, usage_entropy=1.0),
+        HeadResult(1, acc=0.4, nmi=0.5, ari=0.3, nmi_zz=0.95, clusters=3, clusters_used=3, usage_entropy=1.0),
+        HeadResult(2, acc=0.6, nmi=0.6, ari=0.5, nmi_zz=0.5, clusters=3, clusters_used=3, usage_entropy=1.0),
     ]
     assert select_head(heads, "nmi_zz") == 1
     assert select_head(heads, "best") == 0
 
 
 def test_select_best_without_labels_falls_back_to_nmi_zz() -> None:
-    heads = [HeadResult(0, None, None, None, 0.3), HeadResult(1, None, None, None, 0.7)]
+    heads = [HeadResult(0, None, None, None, 0.3, 2, 2, 1.0), HeadResult(1, None, None, None, 0.7, 2, 2, 1.0)]
     assert select_head(heads, "best") == 1
     assert select_head(heads, "nmi_zz") == 1
 
@@ -122,13 +134,13 @@ def test_evaluate_on_unlabelled_data(registry) -> None:  # type: ignore[no-untyp
     built = build(recipe, torch.device("cpu"))
     unlabelled = ImageData(built.eval_data.images, None, ())
     result = evaluate(built.model, built.source, unlabelled, batch_size=64, precision="fp32", selection="best")
-    assert result.selection == "nmi_zz" and result.best is None and result.confusion is None
+    assert result.selection == "nmi_zz" and result.best is None and result.confusion(result.selected) is None
     assert len(result.heads) == 2 and all(h.acc is None and math.isfinite(h.nmi_zz) for h in result.heads)
     assert result.selected == max(result.heads, key=lambda h: h.nmi_zz).index
     summary = result.summary()
     assert summary["acc"] is None and summary["selection"] == "nmi_zz"
     labelled = evaluate(built.model, built.source, built.eval_data, batch_size=64, precision="fp32", selection="best")
-    assert labelled.selection == "best" and labelled.confusion.sum() == len(built.eval_data)
+    assert labelled.selection == "best" and labelled.confusion(labelled.selected).sum() == len(built.eval_data)
     assert labelled.selected == max(labelled.heads, key=lambda h: h.acc).index
     # the label-free scores do not depend on the labels
     assert [h.nmi_zz for h in labelled.heads] == [h.nmi_zz for h in result.heads]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mihead.plots import plot_training
+from mihead.outputs.plots import plot_training
 from mihead.training_log import CurvePoint, learning_curve, read_log
 
 

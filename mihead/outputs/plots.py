@@ -11,12 +11,18 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
 
 from mihead.evaluate import Evaluation  # noqa: E402
+from mihead.outputs.files import write_atomically  # noqa: E402
 from mihead.training_log import learning_curve  # noqa: E402
 
 __all__ = ["plot_confusion", "plot_heads", "plot_training"]
+
+
+def _save(fig: Figure, path: Path) -> None:
+    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def plot_heads(evaluation: Evaluation, path: Path) -> None:
@@ -38,14 +44,14 @@ def plot_heads(evaluation: Evaluation, path: Path) -> None:
     ax.legend(fontsize=7, loc="upper center", ncol=3, frameon=False)
     ax.set_title("Per-head results")
     fig.tight_layout()
-    fig.savefig(path)
+    _save(fig, path)
     plt.close(fig)
 
 
 def plot_confusion(evaluation: Evaluation, path: Path) -> None:
     """Row-normalised confusion of the reported head, clusters ordered by their matched class."""
-    assert evaluation.confusion is not None
-    table = evaluation.confusion
+    table = evaluation.confusion(evaluation.selected)
+    assert table is not None
     _, cols = linear_sum_assignment(table, maximize=True)
     order = list(cols) + [c for c in range(table.shape[1]) if c not in set(cols)]
     table = table[:, order]
@@ -60,7 +66,7 @@ def plot_confusion(evaluation: Evaluation, path: Path) -> None:
     ax.set_ylabel("class")
     ax.set_title(f"Head {evaluation.selected} ({evaluation.selection})")
     fig.tight_layout()
-    fig.savefig(path)
+    _save(fig, path)
     plt.close(fig)
 
 
@@ -87,5 +93,5 @@ def plot_training(records: list[dict[str, Any]], path: Path) -> None:
     scores.set_ylim(0, 1)
     scores.legend(fontsize=7, frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
+    _save(fig, path)
     plt.close(fig)

@@ -1,0 +1,45 @@
+"""summary.json: an evaluation's scores and the training facts of the run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mihead.evaluate import Evaluation
+from mihead.outputs.files import write_text_atomically
+
+__all__ = ["SUMMARY", "read_summary", "training_facts", "write_summary"]
+
+SUMMARY = "summary.json"
+
+
+def training_facts(state: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The training part of summary.json, from a checkpoint's counters."""
+    seconds = float(state["seconds"])
+    return {
+        "epochs": int(state["epoch"]),
+        "steps": int(state["step"]),
+        "seconds": round(seconds, 3),
+        "images_per_second": round(int(state["images_seen"]) / seconds, 1) if seconds else None,
+        "device": str(device),
+        "world_size": int(state["world_size"]),
+    }
+
+
+def write_summary(run_dir: Path, evaluation: Evaluation, facts: dict[str, Any]) -> dict[str, Any]:
+    """RUN_DIR/summary.json: ``evaluation``'s scores and ``facts``; returns what it wrote."""
+    summary = {**evaluation.summary(), **facts}
+    write_text_atomically(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """RUN_DIR/summary.json, or None when the run has not finished (or it is unreadable)."""
+    try:
+        summary = json.loads((run_dir / SUMMARY).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return summary if isinstance(summary, dict) else None
