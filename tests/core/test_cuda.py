@@ -105,19 +105,19 @@ def test_gpu_step_never_waits_on_the_host(device: str, registry: Registry, cifar
     assert host_syncs(lambda: run._train_step(next(batches))) == []
 
 
-@pytest.mark.parametrize("precision", ["fp32", "auto"])
 @pytest.mark.parametrize("device", CUDA)
-def test_compiled_and_eager_steps_give_the_same_terms(device: str, precision: str, registry: Registry, tmp_path: Path) -> None:
-    """train.compile on and off: the same initial weights and views give the same loss terms
-    step after step, up to the rounding of fused kernels (TF32 convolutions in fp32, bf16
-    under autocast). The quickstart model (digits) keeps the compilation short."""
-    overrides = [*TINY, f"train.device={device}", f"train.precision={precision}"]
+def test_compiled_and_eager_steps_give_the_same_terms(device: str, registry: Registry, tmp_path: Path) -> None:
+    """train.compile on and off under the GPU's bf16 autocast: the same initial weights and
+    views give the same loss terms step after step, up to the rounding that fused kernels
+    change. (fp32 compiled against eager: tests/core/test_engine.py, on the CPU.) The
+    quickstart model (digits) keeps the compilation short."""
+    overrides = [*TINY, f"train.device={device}"]
     eager, compiled = (
         trainer(load_recipe(QUICKSTART, registry, [*overrides, f"train.compile={flag}"]), tmp_path / flag) for flag in ("false", "true")
     )
     for a, b in zip(eager.built.model.parameters(), compiled.built.model.parameters(), strict=True):
         assert torch.equal(a, b)
-    tolerance = 1e-3 if precision == "fp32" else 3e-2
+    tolerance = 3e-2  # bf16 keeps 8 bits of mantissa: about 0.4% a rounding
     for views in itertools.islice(eager.built.source.train_batches(0), 2):
         for _ in range(2):
             terms, compiled_terms = eager._train_step(views), compiled._train_step(views)
