@@ -126,7 +126,8 @@ class FastAutoAugment(ImageAugmenter, BatchAugmenter):
         return out
 
     def eval_view(self, image: np.ndarray) -> np.ndarray:
-        return self.eval_pipeline(image=_rgb(image))["image"]
+        view: np.ndarray = self.eval_pipeline(image=_rgb(image))["image"]
+        return view
 
     def __call__(self, image: Image.Image | np.ndarray) -> list[torch.Tensor]:
         """lightly's multi-view transform interface: ``views`` float tensors [3, H, W] in

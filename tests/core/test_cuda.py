@@ -27,13 +27,13 @@ from rich.console import Console
 
 from corehelp import QUICKSTART, ROOT, TINY, subprocess_env
 from mihead import cli
-from mihead.contracts import ModelOutputs
+from mihead.contracts import ModelOutputs, Objective, ObjectiveParams
 from mihead.device import autocast
 from mihead.engine import Trainer
 from mihead.host_sync import host_syncs
 from mihead.plugins import Registry, load_registry
 from mihead.recipe import Recipe, load_recipe
-from mihead.testing import check_params, context_of, fake_outputs
+from mihead.testing import context_of, fake_outputs
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 CUDA = [pytest.param("cuda", marks=pytest.mark.cuda)]
@@ -176,6 +176,8 @@ def test_every_objective_is_finite_in_bf16(name: str, device: str, registry: Reg
     computed in bf16 and returned as float32 (rows off one by bf16 rounding, exact zeros where
     logits are far apart) and bf16 features; its loss and gradients stay finite."""
     cls = registry.get("objective", name).cls
+    params = cls.Params()
+    assert issubclass(cls, Objective) and isinstance(params, ObjectiveParams)
     for sharpness in (4.0, 60.0):  # 60: many probabilities underflow to exactly 0
         made = fake_outputs(heads=3, views=4, batch=64, clusters=10, overclusters=20, features={f: (16, 4, 4) for f in cls.requires}, sharpness=sharpness)
         assert made.over_probs is not None
@@ -184,7 +186,7 @@ def test_every_objective_is_finite_in_bf16(name: str, device: str, registry: Reg
             over_probs=made.over_probs.to(device).bfloat16().float(),
             features={k: f.to(device).bfloat16() for k, f in made.features.items()},
         )
-        objective = cls(check_params(cls), context_of(outputs)).to(device)
+        objective = cls(params, context_of(outputs)).to(device)
         with autocast(torch.device(device), "bf16"):
             loss = objective(outputs)
         value = float(loss.detach())
