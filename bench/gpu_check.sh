@@ -152,7 +152,12 @@ GRACE=30  # seconds a SIGTERM'd run has to write its checkpoint
 
 selected() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 left() { echo $((DEADLINE - SECONDS)); }
-limit() { local cap=$1 rest; rest=$(left); echo $((cap < rest ? cap : rest)); }  # cap, or what is left
+limit() {  # cap, or what is left of the budget, at least 1 (timeout 0 would mean no limit)
+    local cap=$1 rest
+    rest=$(left)
+    rest=$((cap < rest ? cap : rest))
+    echo $((rest < 1 ? 1 : rest))
+}
 
 run_stage() {  # run_stage NAME: runs stage_NAME, records passed/failed and its seconds
     local name=$1 start=$SECONDS rc status
