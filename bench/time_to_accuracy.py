@@ -4,9 +4,10 @@
 
 Reads RUN_DIR/metrics.jsonl (every evaluated epoch, ``eval.every``; the run may have been
 stopped and resumed any number of times: training seconds add up across commands, evaluation
-time is not counted) and prints, per evaluated epoch, the training minutes, the reported
-head's ACC and NMI and the best head's ACC; then, for each target, the first time the
-reported head reached it. Measurements only; nothing is asserted.
+time is not counted) and prints the epoch time (median, first, fastest), then, per evaluated
+epoch, the training minutes, the reported head's ACC and NMI and the best head's ACC; then,
+for each target, the first time the reported head reached it. Measurements only; nothing is
+asserted.
 """
 
 from __future__ import annotations
@@ -16,12 +17,20 @@ import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mihead.training_log import CurvePoint, learning_curve, read_log
 
 
 def _score(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def epoch_seconds(records: list[dict[str, Any]]) -> list[float]:
+    """Training seconds of each logged epoch: the differences of the cumulative ``seconds``
+    (the first epoch's includes warm-up: cuDNN's algorithm search, compilation)."""
+    totals = [float(r["seconds"]) for r in records]
+    return [b - a for a, b in zip([0.0, *totals[:-1]], totals, strict=True)]
 
 
 def first_reaching(curve: list[CurvePoint], target: float) -> CurvePoint | None:
@@ -40,8 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.run_dir}: no evaluated epoch in metrics.jsonl (set eval.every)", file=sys.stderr)
         return 2
     rate = statistics.median(r["images_per_second"] for r in records)
+    epochs = epoch_seconds(records)
     print(f"run: {args.run_dir} | {records[-1]['epoch']} epochs, {records[-1]['step']} steps, "
           f"{records[-1]['seconds'] / 60:.1f} training minutes, median {rate:,.0f} images/s")  # fmt: skip
+    print(f"epoch time: median {statistics.median(epochs):,.2f} s, first {epochs[0]:,.2f} s, fastest {min(epochs):,.2f} s (training only)")
     print()
     print("| epoch | training min | reported head | ACC | NMI | best head ACC |")
     print("|---:|---:|---:|---:|---:|---:|")

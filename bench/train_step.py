@@ -29,8 +29,10 @@ forward+loss+backward of the mihead step is audited for operations that force a 
 (``.item()``, ``bool(tensor)``, ``nonzero``, host data copied in). Printed per configuration:
 step time, images/s (images = batch) and views/s, peak memory (CUDA: max_memory_allocated;
 CPU: the process's peak RSS so far), and the FLOPs of one forward+backward (counted with
-FlopCounterMode) as a fraction of the GPU's dense bf16 peak, or as GFLOP/s on CPU. On CUDA,
-the largest batch whose mihead step fits is then found by doubling until out-of-memory.
+FlopCounterMode) as a fraction of the GPU's dense bf16 peak, or as GFLOP/s on CPU; then the
+epoch that the mihead step time gives (50,000 images / batch steps, without data loading). On
+CUDA, the largest batch whose mihead step fits is then found by doubling until out-of-memory
+(``--max-batch 0`` skips it: with ``--compile`` every new batch size is a recompilation).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "dhog_cifar10.toml"
 CIFAR = ImageSpec(channels=3, size=32)  # the dataset's images, before the augmenter
 CIFAR_CLASSES = 10
+CIFAR_TRAIN = 50_000  # training images: an epoch is CIFAR_TRAIN // batch steps
 EPS = 1e-10
 # dense bf16 tensor-core peaks in FLOP/s (vendor figures, without sparsity), by device name
 BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
@@ -333,7 +336,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="start each step from uint8 32 px images and make the views with the recipe's augmenter "
         "on the device (augment.where = device), as a GPU run does; else the views are random tensors",
     )
-    ap.add_argument("--max-batch", type=int, default=1 << 16, help="stop the largest-batch search here (CUDA)")
+    ap.add_argument("--max-batch", type=int, default=1 << 16, help="stop the largest-batch search here (CUDA; 0 = no search)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -438,7 +441,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     label = f"mihead ({'bf16 autocast' if bf16 else 'fp32'}, batched MI, channels_last {on(channels_last)}, cudnn.benchmark {on(cudnn_benchmark)}, compile {on(args.compile)})"
     fast_s = report(label, fast, inputs, v, flops, args.warmup, args.steps)
     print(f"speed-up mihead / baseline: {base_s / fast_s:.2f}x")
-    if on_cuda:
+    steps = CIFAR_TRAIN // args.batch
+    what = "augmentation included" if augment else "views given: no augmentation"
+    print(f"epoch at this step time: {steps} steps ({CIFAR_TRAIN:,} images / batch {args.batch}) x {fast_s * 1e3:,.1f} ms = {steps * fast_s:,.1f} s ({what}; no data loading)")
+    if on_cuda and args.max_batch == 0:
+        print("largest batch: not searched (--max-batch 0)")
+    elif on_cuda:
         fitted, failed = largest_batch(fast, inputs, args.max_batch)
         beyond = f"; batch {failed} ran out of memory" if failed else f"; search stopped at --max-batch {args.max_batch}"
         print(f"largest batch: {fitted} (doubling from {args.batch}{beyond})")

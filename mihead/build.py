@@ -22,7 +22,7 @@ from mihead.model import MultiHeadModel
 from mihead.protocol import Protocol, resolve_protocol, union_data
 from mihead.recipe import Recipe
 
-__all__ = ["Built", "build", "build_declared", "build_model"]
+__all__ = ["Built", "build", "build_declared", "build_model", "prediction_facts"]
 
 
 @dataclasses.dataclass
@@ -40,6 +40,18 @@ class Built:
     device: torch.device
     fit_data: ImageData
     protocol: Protocol
+
+
+def prediction_facts(built: Built) -> dict[str, object]:
+    """What a checkpoint records so that ``mihead predict`` can rebuild the model and prepare
+    new images as the run's evaluation did, without its data: the images' side and channels,
+    the clusters of each main head, and whether the evaluation views were made on the device
+    (batched) or per image (the two paths of an augmenter may differ slightly)."""
+    return {
+        "image_spec": dataclasses.asdict(built.augmenter.source),
+        "clusters": built.model.clusters,
+        "views_on_device": built.source.on_device,
+    }
 
 
 def _load(dataset: Dataset, split: str, limit: int) -> ImageData:

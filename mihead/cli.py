@@ -1,4 +1,4 @@
-"""``mihead run | check | eval | plugins``.
+"""``mihead run | check | eval | predict | plugins``.
 
 Every user-fixable problem (bad recipe, bad ``--set``, missing data, corrupt checkpoint,
 broken plugin in strict mode) ends with one line on stderr and exit status 2, no traceback.
@@ -22,7 +22,7 @@ from rich.text import Text  # noqa: E402
 
 from mihead.checkpoint import CHECKPOINT, PREVIOUS  # noqa: E402
 from mihead.contracts import describe  # noqa: E402
-from mihead.errors import MiheadError, RecipeError  # noqa: E402
+from mihead.errors import MiheadError, RecipeError, UsageError  # noqa: E402
 from mihead.plugins import Registry, load_registry  # noqa: E402
 from mihead.recipe import Recipe, load_recipe  # noqa: E402
 
@@ -32,7 +32,7 @@ RECIPE_FILE = "recipe.toml"
 
 
 def _warn(console: Console, message: str) -> None:
-    console.print(Text(f"mihead: warning: {message}", style="yellow"))
+    console.print(Text(f"mihead: warning: {message}", style="yellow"), soft_wrap=True)  # one line, however long
 
 
 def _registry(console: Console) -> Registry:
@@ -168,6 +168,45 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace, console: Console) -> int:
+    """Assign new image files with a run's checkpoint: CSV on stdout or in ``--out``."""
+    import torch
+
+    from mihead.outputs import check_head
+    from mihead.outputs.assignments import head_columns, write_csv, write_csv_file
+    from mihead.outputs.summary import read_summary
+    from mihead.predict import load_run_model, predict
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / RECIPE_FILE).exists():
+        raise RecipeError(f"{run_dir}: not a run directory (no {RECIPE_FILE})")
+    out = Path(args.out) if args.out else None
+    if out is not None and not out.parent.is_dir():
+        raise UsageError(f"--out {out}: no such folder {out.parent}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available")
+    recipe = load_recipe(run_dir / RECIPE_FILE, _registry(console))
+    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
+    run = load_run_model(run_dir, recipe, device)
+    head = args.head
+    if head is None:
+        summary = read_summary(run_dir)
+        if summary is None:
+            raise UsageError(f"{run_dir}: no summary.json (the run has not finished), so no reported head; choose one with --head N")
+        head = int(summary["selected_head"])
+    check_head(head, run.model.num_heads)
+    predictions = predict(run, [Path(p) for p in args.paths], skip_bad=args.skip_bad, console=console)
+    for path, reason in predictions.skipped:
+        _warn(console, f"skipped {path}: {reason}")
+    columns = {"path": [str(p) for p in predictions.paths], **head_columns(predictions.assignments, predictions.confidence, head)}
+    if out is None:
+        write_csv(sys.stdout, columns)
+    else:
+        write_csv_file(out, columns)
+        console.print(f"{len(predictions.paths)} images assigned by head {head}: [bold]{out}[/]", highlight=False)
+    return 0
+
+
 def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
     registry = _registry(console)
     table = Table(title="mihead plugins", title_justify="left")
@@ -213,6 +252,15 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", help="split to evaluate (default: the recipe's eval.split)")
     ev.add_argument("--head", type=int, metavar="N", help="head that assignments.csv and gallery.png show (default: the reported one)")
     ev.set_defaults(func=cmd_eval)
+
+    pr = sub.add_parser("predict", help="assign new images (files, folders) with a run's checkpoint; CSV to stdout or --out")
+    pr.add_argument("run_dir")
+    pr.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders (searched recursively)")
+    pr.add_argument("--head", type=int, metavar="N", help="head whose cluster is the 'cluster' column (default: the run's reported head)")
+    pr.add_argument("--out", metavar="FILE.csv", help="write the CSV here (atomically) instead of to stdout")
+    pr.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs (default: CUDA when present)")
+    pr.add_argument("--skip-bad", action="store_true", help="leave out unreadable files, listing each on stderr, instead of stopping")
+    pr.set_defaults(func=cmd_predict)
 
     plugins = sub.add_parser("plugins", help="list registered plugins")
     plugins.add_argument("--verbose", "-v", action="store_true", help="show each plugin's parameters")

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Sampler
 from mihead.contracts import Augmenter, BatchAugmenter, ImageAugmenter
 from mihead.errors import DataError
 
-__all__ = ["ViewSource", "make_view_source"]
+__all__ = ["ViewSource", "eval_view_batches", "make_view_source", "views_on_device"]
 
 EVAL_EPOCH = 2**31 - 1  # the key of the fixed random views used for nmi_zz at evaluation
 
@@ -233,6 +233,16 @@ class ViewSource:
                 yield single, _to_float_views(pair, self.device)
 
 
+def views_on_device(augmenter: Augmenter, where: str, device: torch.device) -> bool:
+    """Whether views are made on ``device`` rather than on loader workers, for ``where`` (the
+    recipe's ``augment.where``). ``auto`` takes the device on an accelerator when the augmenter
+    batches, else loader workers when the augmenter can, else the device: a 10 s DHOG CIFAR-10
+    epoch needs 20,000 views/s, which per-image workers give only with 5 to 20 free cores (1,000
+    to 4,500 views/s each, bench/augment.py), and the batched path on the GPU needs none."""
+    accelerated = device.type != "cpu" and isinstance(augmenter, BatchAugmenter)
+    return where == "device" or (where == "auto" and (accelerated or not isinstance(augmenter, ImageAugmenter)))
+
+
 def make_view_source(
     images: np.ndarray,
     augmenter: Augmenter,
@@ -241,12 +251,24 @@ def make_view_source(
     device: torch.device,
     **kwargs: object,
 ) -> ViewSource:
-    """A :class:`ViewSource` augmenting on loader workers or on the device as ``where`` says.
-    ``auto`` takes the device on an accelerator when the augmenter batches, else loader
-    workers when the augmenter can, else the device: a 10 s DHOG CIFAR-10 epoch needs 20,000
-    views/s, which per-image workers give only with 5 to 20 free cores (1,000 to 4,500 views/s
-    each, bench/augment.py), and the batched path on the GPU needs none."""
-    accelerated = device.type != "cpu" and isinstance(augmenter, BatchAugmenter)
-    on_device = where == "device" or (where == "auto" and (accelerated or not isinstance(augmenter, ImageAugmenter)))
+    """A :class:`ViewSource` augmenting on loader workers or on the device as ``where`` says
+    (:func:`views_on_device`)."""
+    on_device = views_on_device(augmenter, where, device)
     return ViewSource(images, augmenter, on_device=on_device, device=device, **kwargs)  # type: ignore[arg-type]
 
+
+def eval_view_batches(
+    images: np.ndarray, augmenter: Augmenter, batch_size: int, *, on_device: bool, device: torch.device
+) -> Iterator[torch.Tensor]:
+    """The evaluation views float [B, C, H, W] of ``images``, in batches, on ``device``: what
+    :meth:`ViewSource.eval_batches` gives as the first of each pair, made in this process
+    (for images that are not a run's own, e.g. those of ``mihead predict``)."""
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        if on_device:
+            assert isinstance(augmenter, BatchAugmenter)
+            yield augmenter.eval_batch(_hwc_to_chw(chunk, device))
+        else:
+            assert isinstance(augmenter, ImageAugmenter)
+            views = np.stack([augmenter.eval_view(image) for image in chunk])
+            yield torch.from_numpy(views).to(device).permute(0, 3, 1, 2).float().div_(255)

@@ -1,13 +1,13 @@
-"""The training loop: steps, schedule, logs, checkpoints, resume, evaluation and reports.
+"""The training loop: steps, schedule, logs, checkpoints, resume, and the final evaluation,
+whose outputs (summary, plots, assignments, gallery) :mod:`mihead.outputs` writes.
 
 Under torchrun (see mihead/distributed.py and docs/distributed.md) every rank trains its shard
-of each global batch in DistributedDataParallel; rank 0 alone evaluates and writes the run
-directory (logs, checkpoints, plots, summary), and every rank returns rank 0's summary.
+of each global batch in DistributedDataParallel; rank 0 alone evaluates, on the whole
+evaluation split, and writes the run directory, and every rank returns rank 0's summary.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import signal
 import time
@@ -20,7 +20,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from mihead.build import Built, build
+from mihead.build import Built, build, prediction_facts
 from mihead.checkpoint import load_weights, save_checkpoint
 from mihead.contracts import Objective
 from mihead.device import autocast, resolve_device
@@ -128,11 +128,10 @@ class Trainer:
 
     def state(self) -> dict[str, Any]:
         """Everything needed to continue exactly (weights, optimiser, counters, RNG states)
-        and to predict new images without the data: their size and channels, the clusters."""
+        and to predict new images without the data (:func:`mihead.build.prediction_facts`)."""
         return {
             "model": self.built.model.state_dict(),
-            "image_spec": dataclasses.asdict(self.built.augmenter.source),
-            "clusters": self.built.model.clusters,
+            **prediction_facts(self.built),
             "objectives": {n: o.state_dict() for n, _, o in self.built.objectives},
             "optimizer": self.optimizer.state_dict(),
             **self.state_counters(),

@@ -10,24 +10,46 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 
 SHARED_CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 CACHE = Path(__file__).resolve().parents[1] / "data"  # git-ignored
+# where the GPU check carries a copy of the pack (../shared does not travel to the device machine)
+CARRIED_CIFAR10 = CACHE / "device" / "cifar10"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` are skipped, with the reason, where torch sees no CUDA device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device: torch.cuda.is_available() is False (run them on a GPU: pytest -m cuda)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _image_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Folder datasets cache decoded images under $XDG_CACHE_HOME by default: point it at a
+    temporary folder, so that no test writes to the real home cache (subprocesses inherit it)."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
 
 
 @pytest.fixture(scope="session")
 def cifar10_root() -> Path:
     """A folder holding ``cifar-10-batches-py/`` rebuilt from the shared JPEG pack (md5 sums
     differ from the originals: load it with ``data.verify = false``). Built once, about 6 s,
-    into the git-ignored data/ folder; skipped where the pack is absent."""
+    into the git-ignored data/ folder, from ../shared or the copy that bench/gpu_check.sh
+    carries; skipped where neither is present."""
     root = CACHE / "cifar10-shared"
     if (root / "cifar-10-batches-py" / "test_batch").exists():
         return root
-    if not (SHARED_CIFAR10 / "build.py").exists():
-        pytest.skip(f"shared CIFAR-10 pack not found at {SHARED_CIFAR10}")
+    pack = next((p for p in (SHARED_CIFAR10, CARRIED_CIFAR10) if (p / "build.py").exists()), None)
+    if pack is None:
+        pytest.skip(f"CIFAR-10 pack not found at {SHARED_CIFAR10} or {CARRIED_CIFAR10}")
     CACHE.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=CACHE))
-    subprocess.run([sys.executable, str(SHARED_CIFAR10 / "build.py"), str(tmp)], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(pack / "build.py"), str(tmp)], check=True, capture_output=True)
     try:
         os.replace(tmp, root)  # atomic: a concurrent build may have won the race
     except OSError:

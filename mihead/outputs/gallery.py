@@ -5,9 +5,9 @@ matched class and purity, the share of its most common class), then its most con
 (highest probability of that cluster first). Small images are enlarged by whole multiples with
 nearest-neighbour sampling (an 8x8 digit becomes 64x64 pixels of 8x8 blocks), large ones shrunk,
 grey ones shown grey. With labels, each image is framed green when its label is the cluster's
-matched class and red when not. Past :data:`MAX_ROWS` clusters, or a page of more than
-:data:`MAX_PIXELS`, the rows continue in gallery-2.png, gallery-3.png, ... so that each file
-stays legible and a few MB at most.
+matched class and red when not (no frame in a cluster left unmatched). Past :data:`MAX_ROWS`
+clusters, or a page of more than :data:`MAX_PIXELS`, the rows continue in gallery-2.png,
+gallery-3.png, ... so that each file stays legible and a few MB at most.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def _row_text(row: GalleryRow) -> list[tuple[str, tuple[int, int, int]]]:
     lines = [(f"{row.size} image{'s' if row.size != 1 else ''}", TEXT)]
     if row.matched_class is not None:
         lines.append((f"matched class {row.matched_class}" if row.matched_class else "no matched class", TEXT if row.matched_class else MUTED))
-        most = "" if row.majority == row.matched_class else f", most {row.majority}"
+        most = "" if row.majority == row.matched_class else f", mostly {row.majority}"
         lines.append((f"purity {row.purity:.2f}{most}", MUTED))
     return lines
 
@@ -181,7 +181,7 @@ def _draw(page: GalleryPage, images: np.ndarray, per_row: int, header: list[str]
             draw.text((PAD, y + PAD + k * LINE), _clip(text, LABEL_WIDTH - 2 * PAD), fill=colour, font=_font(False))
         for k, index in enumerate(row.images):
             x = LABEL_WIDTH + PAD + k * (thumb + PAD)
-            if row.correct is not None:
+            if row.correct is not None and row.matched_class:
                 frame = RIGHT if row.correct[k] else WRONG
                 draw.rectangle([x - 2, y + PAD - 2, x + thumb + 1, y + PAD + thumb + 1], fill=frame)
             canvas.paste(_thumbnail(images[index], thumb), (x, y + PAD))

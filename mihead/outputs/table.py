@@ -18,18 +18,18 @@ def _fmt(value: float | None) -> str:
 
 def print_results(console: Console, evaluation: Evaluation, summary: dict[str, Any]) -> None:
     """One row per head (ACC, NMI, ARI, NMI(z,z'), clusters used of K and the normalised
-    entropy of their sizes), the reported head starred."""
-    table = Table(title="Per-head results", title_justify="left")
+    entropy of their sizes), the reported head starred (and the best by labels marked), in
+    80 columns."""
+    caption = f"* reported head (chosen by {evaluation.selection})"
+    if evaluation.best is not None and evaluation.best != evaluation.selected:
+        caption += "; + best by labels"
+    table = Table(title="Per-head results", title_justify="left", caption=caption, caption_justify="left")
     for column in ("head", "ACC", "NMI", "ARI", "NMI(z,z')", "used", "H/logK", ""):
         table.add_column(column, justify="right" if column else "left")
     for h in evaluation.heads:
-        marks = []
-        if h.index == evaluation.selected:
-            marks.append(f"* selected ({evaluation.selection})")
-        if h.index == evaluation.best and evaluation.best != evaluation.selected:
-            marks.append("best by labels")
+        mark = "*" if h.index == evaluation.selected else "+" if h.index == evaluation.best else ""
         usage = (f"{h.clusters_used}/{h.clusters}", f"{h.usage_entropy:.2f}")
-        cells = (str(h.index), _fmt(h.acc), _fmt(h.nmi), _fmt(h.ari), _fmt(h.nmi_zz), *usage, ", ".join(marks))
+        cells = (str(h.index), _fmt(h.acc), _fmt(h.nmi), _fmt(h.ari), _fmt(h.nmi_zz), *usage, mark)
         table.add_row(*cells, style="bold" if h.index == evaluation.selected else None)
     console.print(table)
     if evaluation.protocol:

@@ -9,7 +9,9 @@ random ``crop`` px square resized to ``size``; a horizontal flip with probabilit
 
 Two paths with the same meaning: per image on CPU loader workers with albumentations
 (:mod:`.ops`), or batched on the training device with torch (:mod:`.batched`;
-``augment.where = "device"``). The evaluation view is the centre ``crop`` px square resized
+``augment.where = "device"``). albumentations is imported only when the per-image path is
+first used, so the batched path (and the plugin's registration) works without it. The
+evaluation view is the centre ``crop`` px square resized
 to ``size``, as IIC evaluates. The instance is also a lightly-style multi-view transform:
 calling it on a PIL image (or uint8 HWC array) returns ``views`` float tensors [C, H, W].
 """
@@ -17,9 +19,10 @@ calling it on a PIL image (or uint8 HWC array) returns ``views`` float tensors [
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
+from typing import TYPE_CHECKING
 
-import albumentations as A
 import numpy as np
 import torch
 from PIL import Image
@@ -28,8 +31,10 @@ from mihead import hookimpl
 from mihead.contracts import Augmenter, AugmenterParams, BatchAugmenter, ImageAugmenter, ImageSpec, param
 from mihead.errors import RecipeError
 from mihead_fast_autoaugment.batched import BatchedPolicy, crop_resize, grayscale
-from mihead_fast_autoaugment.ops import policy_op
 from mihead_fast_autoaugment.policy import DEFAULT_POLICY, Policy, load_policy
+
+if TYPE_CHECKING:
+    import albumentations as A
 
 __all__ = ["FastAutoAugment", "FastAutoAugmentParams"]
 
@@ -70,15 +75,18 @@ class FastAutoAugment(ImageAugmenter, BatchAugmenter):
         self.policy: Policy = load_policy(params.policy or DEFAULT_POLICY)
         self._np_random = np.random.default_rng(0)
         self._py_random = random.Random(0)
-        self.pipeline = self._make_pipeline()
-        self.eval_pipeline = A.Compose([A.CenterCrop(params.crop, params.crop), A.Resize(self.size, self.size)])
         self.batched = BatchedPolicy(self.policy)
 
-    def _make_pipeline(self) -> A.Compose:
-        """One albumentations Compose for a view. Its transforms share one numpy and one
-        Python generator, re-seeded in place per image: ``Compose(seed=...)`` would give every
-        transform its own generator with the same seed (albumentations 2.0), so e.g. grey and
-        flip would always be drawn together."""
+    @functools.cached_property
+    def pipeline(self) -> A.Compose:
+        """One albumentations Compose for a view, made on first use. Its transforms share one
+        numpy and one Python generator, re-seeded in place per image: ``Compose(seed=...)``
+        would give every transform its own generator with the same seed (albumentations 2.0),
+        so e.g. grey and flip would always be drawn together."""
+        import albumentations as A
+
+        from mihead_fast_autoaugment.ops import policy_op
+
         p, side = self.params, self.source.size
         subpolicies = [
             A.Sequential([policy_op(op.name, op.value, op.prob, side, side) for op in sub], p=1.0)
@@ -96,6 +104,13 @@ class FastAutoAugment(ImageAugmenter, BatchAugmenter):
         pipeline.set_random_state(self._np_random, self._py_random)
         return pipeline
 
+    @functools.cached_property
+    def eval_pipeline(self) -> A.Compose:
+        """The evaluation view's albumentations Compose (centre crop, resize), made on first use."""
+        import albumentations as A
+
+        return A.Compose([A.CenterCrop(self.params.crop, self.params.crop), A.Resize(self.size, self.size)])
+
     @property
     def output(self) -> ImageSpec:
         return ImageSpec(channels=3, size=self.size)
@@ -111,7 +126,8 @@ class FastAutoAugment(ImageAugmenter, BatchAugmenter):
         return out
 
     def eval_view(self, image: np.ndarray) -> np.ndarray:
-        return self.eval_pipeline(image=_rgb(image))["image"]
+        view: np.ndarray = self.eval_pipeline(image=_rgb(image))["image"]
+        return view
 
     def __call__(self, image: Image.Image | np.ndarray) -> list[torch.Tensor]:
         """lightly's multi-view transform interface: ``views`` float tensors [3, H, W] in

@@ -33,6 +33,7 @@ def test_table_and_first_times(bench: ModuleType, tmp_path: Path, capsys: pytest
     assert bench.main([str(tmp_path), "--targets", "0.4", "0.6", "0.7"]) == 0
     out = capsys.readouterr().out
     assert "5 epochs, 25 steps, 7.5 training minutes, median 1,000 images/s" in out
+    assert "epoch time: median 90.00 s, first 90.00 s, fastest 90.00 s (training only)" in out
     assert "| 2 | 3.00 | 1 | 0.420 | 0.210 | 0.900 |" in out
     assert "| 4 | 6.00 | 1 | 0.610 | 0.305 | 0.900 |" in out
     rows = [line for line in out.splitlines() if line[:3] in {f"| {d}" for d in "0123456789"}]
@@ -40,6 +41,11 @@ def test_table_and_first_times(bench: ModuleType, tmp_path: Path, capsys: pytest
     assert "ACC >= 0.4: first at epoch 2, 3.00 training minutes" in out
     assert "ACC >= 0.6: first at epoch 4, 6.00 training minutes" in out
     assert "ACC >= 0.7: not reached in 7.50 training minutes" in out
+
+
+def test_epoch_seconds_are_the_differences_of_the_cumulative_seconds(bench: ModuleType) -> None:
+    records = [{"seconds": 14.0}, {"seconds": 22.0}, {"seconds": 31.5}, {"seconds": 40.0}]
+    assert bench.epoch_seconds(records) == [14.0, 8.0, 9.5, 8.5]
 
 
 def test_no_evaluated_epoch_exits_2(bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

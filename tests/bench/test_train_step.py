@@ -40,6 +40,7 @@ def test_tiny_run_prints_every_field(bench: ModuleType, capsys: pytest.CaptureFi
         for field in (r"step [\d.,]+ ms", r"[\d.,]+ images/s", r"[\d.,]+ views/s", r"peak memory [\d.,]+ MiB", r"[\d.,]+ GFLOP/s"):
             assert re.search(field, line), (field, line)
     assert re.search(r"speed-up mihead / baseline: [\d.]+x", out)
+    assert re.search(r"epoch at this step time: 12500 steps \(50,000 images / batch 4\) x [\d.,]+ ms = [\d.,]+ s \(views given", out)
     assert "largest batch: skipped on CPU" in out
     assert "augmentation: none in the step (random views)" in out
 

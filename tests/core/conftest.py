@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -35,3 +36,14 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
         return code, out, err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished tiny run on the first 200 digits (2 heads, 4 steps), shared by the tests of
+    its outputs and of predict; tests that change it work on a copy."""
+    from corehelp import QUICKSTART, sets
+
+    run_dir = tmp_path_factory.mktemp("runs") / "digits"
+    assert cli.main(["run", str(QUICKSTART), "--out", str(run_dir), *sets()]) == 0
+    return run_dir

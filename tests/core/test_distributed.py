@@ -9,6 +9,7 @@ mean of the per-rank gradients.
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -235,9 +236,16 @@ def test_torchrun_two_cpu_processes_write_one_run_that_resumes_in_one(
     assert (summary["world_size"], summary["epochs"], summary["steps"]) == (2, 1, 2)  # 200 // (2 x 50)
     assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1]
     assert done.stderr.count("Per-head results") == 1  # rank 1 is quiet
+    assert assignment_ids(run_dir) == [str(i) for i in range(200)]  # rank 0 assigned the whole split, not its shard
 
     assert cli.main(["run", "--resume", str(run_dir), "--set", "train.epochs=2"]) == 0
     capsys.readouterr()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (summary["world_size"], summary["epochs"], summary["steps"]) == (1, 2, 8)  # epoch 2: 4 steps of 50
     assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert assignment_ids(run_dir) == [str(i) for i in range(200)]
+
+
+def assignment_ids(run_dir: Path) -> list[str]:
+    with open(run_dir / "assignments.csv", newline="") as f:
+        return [row["id"] for row in csv.DictReader(f)]

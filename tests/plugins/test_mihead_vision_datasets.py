@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 from pathlib import Path
@@ -10,8 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mihead.contracts import DatasetParams
+from mihead import image_cache
+from mihead.contracts import DatasetParams, ImageData, ImageSpec
 from mihead.errors import DataError
+from mihead.images import decode_image, decode_images
 from mihead_vision_datasets.cifar import CIFAR100_20, CIFAR10Dataset
 from mihead_vision_datasets.folders import CINIC10Dataset, ImageFolderDataset, ImageFolderParams
 from mihead_vision_datasets.stl10 import STL10Dataset
@@ -97,3 +100,196 @@ def test_image_folder_errors(tmp_path: Path) -> None:
     _png(tmp_path / "cls" / "y.png", (8, 8), 0)
     with pytest.raises(DataError, match="both images and class subfolders"):
         ImageFolderDataset(ImageFolderParams(root=str(tmp_path))).load("all")
+
+
+def _folder(root: Path, **params: object) -> ImageFolderDataset:
+    return ImageFolderDataset(ImageFolderParams(root=str(root), **params))  # type: ignore[arg-type]
+
+
+def _assert_ids_map_back(root: Path, data: ImageData, channels: int, size: int) -> None:
+    """Each id is a file below ``root`` whose own decoding is the image at its index."""
+    for image, rel in zip(data.images, data.sample_ids(), strict=True):
+        np.testing.assert_array_equal(image, decode_image(root / rel, size, channels)[0])
+
+
+def test_image_folder_recursive_tree_is_unlabelled_with_relative_path_ids(tmp_path: Path) -> None:
+    for i, rel in enumerate(["2019/jan/a.png", "2019/b.jpg", "2020/deep/er/c.png", "d.png", ".trash/e.png"]):
+        _png(tmp_path / rel, (10 + i, 12), 40 * i)
+    data = _folder(tmp_path, recursive=True, size=8, cache="").load("all")
+    assert data.labels is None and data.classes == ()
+    assert data.ids == ("2019/b.jpg", "2019/jan/a.png", "2020/deep/er/c.png", "d.png")  # hidden left out
+    _assert_ids_map_back(tmp_path, data, 3, 8)
+    with pytest.raises(DataError, match="both images and class subfolders.*data.recursive = true"):
+        _folder(tmp_path, size=8, cache="").load("all")
+
+
+def test_image_folder_nested_labelled_tree_labels_by_top_folder(tmp_path: Path) -> None:
+    """Without ``recursive`` the top-level subfolders are the classes, each holding its images
+    at any depth (torchvision's ImageFolder layout)."""
+    for rel, value in [("cat/a.png", 1), ("cat/indoor/b.png", 2), ("dog/c.png", 3), ("dog/x/y/d.png", 4), ("empty/notes.txt", 0)]:
+        if rel.endswith(".png"):
+            _png(tmp_path / rel, (9, 9), value)
+        else:
+            (tmp_path / rel).parent.mkdir()
+            (tmp_path / rel).write_text("no images here")
+    data = _folder(tmp_path, size=8, cache="").load("all")
+    assert data.classes == ("cat", "dog") and data.labels.tolist() == [0, 0, 1, 1]
+    assert data.ids == ("cat/a.png", "cat/indoor/b.png", "dog/c.png", "dog/x/y/d.png")
+    assert data.images[:, 0, 0, 0].tolist() == [1, 2, 3, 4]
+    every = _folder(tmp_path, size=8, cache="", recursive=True).load("all")
+    assert every.labels is None and every.ids == data.ids
+
+
+def _mixed_modes(folder: Path) -> None:
+    """L, RGBA, P (with transparency), I;16 and RGB files of several sizes, 30 in all."""
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        h, w = 10 + i % 7, 12 + i % 5
+        mode = ("L", "RGBA", "P", "I;16", "RGB")[i % 5]
+        if mode == "L":
+            image = Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8))
+        elif mode == "RGBA":
+            image = Image.fromarray(rng.integers(0, 256, (h, w, 4), dtype=np.uint8))
+        elif mode == "P":
+            image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).quantize(16)
+            image.info["transparency"] = 0
+        elif mode == "I;16":
+            image = Image.fromarray(rng.integers(0, 65536, (h, w), dtype=np.uint16))
+        else:
+            image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        path = folder / f"{i:02d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path, **({"transparency": 0} if mode == "P" else {}))
+        assert Image.open(path).mode == mode
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_image_folder_mixed_modes(tmp_path: Path, channels: int) -> None:
+    _mixed_modes(tmp_path)
+    data = _folder(tmp_path, size=8, channels=channels, cache="").load("all")
+    assert data.images.shape == (30, 8, 8, channels) and data.images.dtype == np.uint8
+    _assert_ids_map_back(tmp_path, data, channels, 8)
+    grey16 = data.images[3]  # uniform 16-bit noise scaled to 8 bits spans the range, not clipped to 255
+    assert (grey16 == 255).mean() < 0.2 and 90 < grey16.mean() < 165
+
+
+def test_image_folder_auto_channels(tmp_path: Path) -> None:
+    for i in range(4):
+        Image.fromarray(np.full((9, 9), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    Image.fromarray(np.full((9, 9), 200 * 257, np.uint16)).save(tmp_path / "wide.png")
+    grey = _folder(tmp_path, size=8, channels=0, cache="")
+    assert grey.image_spec() is None  # known once loaded
+    assert grey.load("all").images.shape == (5, 8, 8, 1)
+    _png(tmp_path / "colour.png", (9, 9), 7)
+    assert _folder(tmp_path, size=8, channels=0, cache="").load("all").images.shape == (6, 8, 8, 3)
+    assert _folder(tmp_path, size=8, channels=1).image_spec() == ImageSpec(channels=1, size=8)
+
+
+def test_image_folder_limit_keeps_ids(tmp_path: Path) -> None:
+    for i in range(6):
+        _png(tmp_path / f"{i}.png", (8, 8), i)
+    data = _folder(tmp_path, size=8, limit=4, cache="").load("all")
+    assert data.ids == ("0.png", "1.png", "2.png", "3.png") and data.images[:, 0, 0, 0].tolist() == [0, 1, 2, 3]
+    assert data.head(2).ids == ("0.png", "1.png")
+
+
+def test_image_folder_corrupt_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for i in range(4):
+        _png(tmp_path / "c" / f"{i}.png", (8, 8), i)
+    bad = tmp_path / "c" / "2.png"
+    bad.write_bytes(bad.read_bytes()[:30])
+    with pytest.raises(DataError, match=f"^cannot read image {re.escape(str(bad))}: [^\n]+$"):
+        _folder(tmp_path, size=8, cache="").load("all")
+    data = _folder(tmp_path, size=8, cache="", skip_bad=True).load("all")
+    assert data.ids == ("c/0.png", "c/1.png", "c/3.png") and data.labels.tolist() == [0, 0, 0]
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"skipped unreadable image {bad}" in err
+
+
+def test_mihead_run_on_a_corrupt_folder_exits_2_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mihead import cli
+
+    for i in range(6):
+        _png(tmp_path / "images" / f"{i}.png", (8, 8), i)
+    (tmp_path / "images" / "4.png").write_text("not a png")
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "folder.toml"
+    sets = [f"data.root={tmp_path / 'images'}", "head.clusters=2", "train.max_steps=1"]
+    code = cli.main(["run", str(recipe), "--out", str(tmp_path / "run"), *(a for s in sets for a in ("--set", s))])
+    err = capsys.readouterr().err
+    assert code == 2 and f"cannot read image {tmp_path / 'images' / '4.png'}" in " ".join(err.split())
+    assert "Traceback" not in err
+
+
+class _CountingDecoder:
+    """mihead.images.decode_images, counting its calls and the files it decodes."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, paths: list[Path], *args: object, **kwargs: object) -> object:
+        self.calls.append(len(paths))
+        return decode_images(paths, *args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_image_folder_cache_is_used_then_invalidated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, cache = tmp_path / "images", tmp_path / "cache"
+    for i in range(5):
+        _png(root / f"{i}.png", (8, 8), 10 * i)
+    counter = _CountingDecoder()
+    monkeypatch.setattr(image_cache, "decode_images", counter)
+
+    def load(**params: object) -> ImageData:
+        return _folder(root, size=8, cache=str(cache), **params).load("all")
+
+    first = load()
+    again = load()
+    assert counter.calls == [5]  # the second run read the cache
+    np.testing.assert_array_equal(again.images, first.images)
+    assert again.ids == first.ids and len(list(cache.glob("*.npz"))) == 1
+
+    load(channels=1)
+    assert counter.calls == [5, 5]  # another target is another entry
+    assert len(list(cache.glob("*.npz"))) == 2
+
+    stat = (root / "3.png").stat()
+    os.utime(root / "3.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched
+    load()
+    assert counter.calls == [5, 5, 5]
+    _png(root / "3.png", (8, 8), 99)  # rewritten: new pixels must show
+    changed = load()
+    assert counter.calls == [5, 5, 5, 5] and changed.images[3, 0, 0, 0] == 99
+    _png(root / "5.png", (8, 8), 1)  # added
+    assert len(load()) == 6 and counter.calls[-1] == 6
+    (root / "0.png").unlink()  # removed
+    assert load().ids == ("1.png", "2.png", "3.png", "4.png", "5.png") and counter.calls[-1] == 5
+    load()
+    assert len(counter.calls) == 6  # read from the cache again
+    assert len(list(cache.glob("*.npz"))) == 2  # stale entries of the same target replaced
+
+    _folder(root, size=8, cache="").load("all")
+    assert len(counter.calls) == 7 and len(list(cache.glob("*.npz"))) == 2  # "" = no cache
+    assert load(limit=2).ids == ("1.png", "2.png") and counter.calls[-1] == 2
+    load()
+    assert len(counter.calls) == 8  # a shrunk run keeps the whole folder's entry
+
+
+def test_image_folder_cache_keeps_skipped_files_and_survives_a_torn_entry(tmp_path: Path) -> None:
+    root, cache = tmp_path / "images", tmp_path / "cache"
+    for i in range(3):
+        _png(root / f"{i}.png", (8, 8), i)
+    (root / "1.png").write_text("broken")
+    assert _folder(root, size=8, cache=str(cache), skip_bad=True).load("all").ids == ("0.png", "2.png")
+    with pytest.raises(DataError, match="cannot read image .*1.png"):  # from the cache, as without it
+        _folder(root, size=8, cache=str(cache)).load("all")
+    (entry,) = cache.glob("*.npz")
+    entry.write_bytes(entry.read_bytes()[:100])
+    assert _folder(root, size=8, cache=str(cache), skip_bad=True).load("all").ids == ("0.png", "2.png")
+
+
+def test_image_cache_default_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert image_cache.cache_folder("auto") == tmp_path / "mihead" / "images"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert image_cache.cache_folder("auto") == Path.home() / ".cache" / "mihead" / "images"
+    assert image_cache.cache_folder("") is None
+    assert image_cache.cache_folder("~/x") == Path.home() / "x"

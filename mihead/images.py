@@ -1,0 +1,252 @@
+"""Image files to uint8 arrays, the one way every folder dataset and ``mihead predict`` read them.
+
+A file is decoded with PIL, turned upright by its EXIF orientation, converted to 8-bit grey or
+RGB (16-bit and 32-bit grey scaled to 8 bits, not clipped; transparency composited on a white
+background; palettes expanded), resized so that its shorter side is ``size`` (bilinear) and
+centre-cropped to ``size`` x ``size``. JPEGs are decoded at the smallest scale that still covers
+``size`` (PIL's draft mode), which is much faster for photos and the same for every reader.
+Training and prediction read files through :func:`decode_images`, so a trained model sees new
+images preprocessed exactly as its training images were.
+
+Files are decoded in parallel, by a thread pool by default: PIL releases the GIL while it
+decodes and resizes (``bench/decode_folder.py`` compares threads and processes).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
+
+from mihead.errors import DataError
+
+__all__ = ["IMAGE_SUFFIXES", "DecodedImages", "decode_image", "decode_images", "default_workers", "find_images", "is_image"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+"""The file name endings (case-insensitive) that mark a file in a folder as an image."""
+
+BACKGROUND = 255
+"""The grey level (white) that transparent pixels are composited on."""
+
+_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+def is_image(path: Path) -> bool:
+    """Whether ``path`` is a file whose name ends in one of :data:`IMAGE_SUFFIXES`."""
+    return path.name.lower().endswith(IMAGE_SUFFIXES) and path.is_file()
+
+
+def _images_below(folder: Path) -> list[Path]:
+    """Image files anywhere below ``folder``, hidden files and folders (``.name``) left out,
+    sorted by path."""
+    found: list[Path] = []
+    for here, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(here) / f for f in files if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES)]
+    return sorted(found)
+
+
+def find_images(paths: Sequence[Path]) -> list[Path]:
+    """Image files among ``paths``: files as given, folders searched recursively, sorted.
+
+    Files named in ``paths`` are kept whatever their ending, in the order given; each folder
+    contributes its images (see :data:`IMAGE_SUFFIXES`; hidden files and folders left out)
+    sorted by path. A file reached twice is listed once. A path that does not exist is a
+    DataError naming it."""
+    found: list[Path] = []
+    seen: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            new = _images_below(path)
+        elif path.is_file():
+            new = [path]
+        else:
+            raise DataError(f"{path}: no such file or folder")
+        for p in new:
+            if p not in seen:
+                seen.add(p)
+                found.append(p)
+    return found
+
+
+def _is_grey(mode: str) -> bool:
+    return mode in _GREY_MODES or mode.startswith("I;16")
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit ``L`` (grey modes) or ``RGB`` (all others), with transparency
+    composited on :data:`BACKGROUND` and more than 8 bits scaled down to 8."""
+    mode = image.mode
+    if mode.startswith("I;16") or mode == "I":  # 16-bit grey (PNG, TIFF): 0..65535 -> 0..255
+        wide = np.asarray(image).astype(np.float64)
+        return Image.fromarray(np.rint(np.clip(wide, 0, 65535) / 257).astype(np.uint8))
+    if mode == "F":
+        return Image.fromarray(np.rint(np.clip(np.asarray(image), 0, 255)).astype(np.uint8))
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode in ("PA", "RGBa"):
+        image = image.convert("RGBA")
+    elif mode in ("1", "La"):
+        image = image.convert("L" if mode == "1" else "LA")
+    elif mode not in ("L", "LA", "RGB", "RGBA"):  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+        image = image.convert("RGB")
+    if image.mode in ("LA", "RGBA"):
+        pixels = np.asarray(image).astype(np.uint32)
+        colour, alpha = pixels[..., :-1], pixels[..., -1:]
+        flat = (colour * alpha + BACKGROUND * (255 - alpha) + 127) // 255
+        flat = flat.astype(np.uint8)
+        image = Image.fromarray(flat[..., 0] if image.mode == "LA" else flat)
+    return image
+
+
+def _fit(image: Image.Image, size: int) -> Image.Image:
+    """Shorter side resized to ``size`` (bilinear), then the centre ``size`` x ``size``."""
+    w, h = image.size
+    if (w, h) != (size, size):
+        short, long = min(w, h), max(w, h)
+        other = max(size, int(size * long / short))
+        image = image.resize((size, other) if w <= h else (other, size), Image.Resampling.BILINEAR)
+        w, h = image.size
+    left, top = round((w - size) / 2), round((h - size) / 2)
+    return image.crop((left, top, left + size, top + size)) if (w, h) != (size, size) else image
+
+
+def decode_image(path: Path, size: int, channels: int) -> tuple[np.ndarray, bool]:
+    """One file as uint8 [size, size, channels] and whether the file was grey; ``channels``
+    0 gives the file's own: [size, size] for grey files, [size, size, 3] for colour ones.
+    Raises what PIL raises for a file it cannot read."""
+    with Image.open(path) as opened:
+        grey = _is_grey(opened.mode)
+        opened.draft("L" if channels == 1 else opened.mode, (size, size))  # JPEG only; no-op otherwise
+        opened.load()
+        image: Image.Image = opened
+        if image.getexif().get(0x0112, 1) != 1:  # EXIF orientation
+            image = ImageOps.exif_transpose(image)
+    image = _eight_bit(image)
+    if channels == 1 and image.mode != "L":
+        image = image.convert("L")
+    pixels = np.asarray(_fit(image, size))
+    if channels == 1:
+        return pixels[..., None], grey
+    if channels == 3 and pixels.ndim == 2:
+        return np.repeat(pixels[..., None], 3, axis=2), grey
+    return pixels, grey
+
+
+def _decode_or_reason(path: Path, size: int, channels: int) -> tuple[np.ndarray | None, bool, str]:
+    """(pixels, grey, "") or (None, False, why the file could not be read)."""
+    try:
+        pixels, grey = decode_image(path, size, channels)
+    except _DECODE_ERRORS as exc:
+        reason = str(exc).replace(f"'{path}'", "").replace(str(path), "").strip(" :")  # the path is named once
+        return None, False, reason or type(exc).__name__
+    return pixels, grey, ""
+
+
+@dataclass(frozen=True)
+class DecodedImages:
+    """What :func:`decode_images` gives: the images of the files it could read, in order."""
+
+    images: np.ndarray
+    """uint8 [N, size, size, channels]"""
+    paths: list[Path]
+    """the files decoded, in order (one per image)"""
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    """(file, reason) of each file left out with ``skip_bad``"""
+
+
+def default_workers() -> int:
+    """The decoding workers used when none are asked for: the CPUs this process may use."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+class _Rate(ProgressColumn):
+    """Images per second so far."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} images/s" if speed else "", style="progress.data.speed")
+
+
+def _progress(console: Console | None) -> Progress | None:
+    if console is None:
+        return None
+    columns = [TextColumn("decoding"), BarColumn(), MofNCompleteColumn(), _Rate(), TimeElapsedColumn(), TimeRemainingColumn()]
+    return Progress(*columns, console=console)
+
+
+def _results(
+    paths: Sequence[Path], size: int, channels: int, workers: int, processes: bool
+) -> tuple[Iterator[tuple[np.ndarray | None, bool, str]], Callable[[], None]]:
+    """Each file's decode result in order, and a function that stops the pool early."""
+    sizes, chans = [size] * len(paths), [channels] * len(paths)
+    if workers == 1 or len(paths) < 2:
+        return map(_decode_or_reason, paths, sizes, chans), lambda: None
+    pool: Executor = ProcessPoolExecutor(workers) if processes else ThreadPoolExecutor(workers)
+    chunk = max(1, min(64, len(paths) // (4 * workers))) if processes else 1
+    results = pool.map(_decode_or_reason, paths, sizes, chans, chunksize=chunk)
+
+    def each() -> Iterator[tuple[np.ndarray | None, bool, str]]:
+        try:
+            yield from results
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    return each(), lambda: pool.shutdown(wait=True, cancel_futures=True)
+
+
+def decode_images(
+    paths: Sequence[Path],
+    size: int,
+    channels: int,
+    *,
+    skip_bad: bool = False,
+    workers: int = 0,
+    console: Console | None = None,
+    processes: bool = False,
+) -> DecodedImages:
+    """uint8 [N, size, size, channels]: each file converted (grey, RGBA, palette, 16-bit) to
+    ``channels`` (1 or 3), resized (shorter side) and centre-cropped to ``size``, exactly as the
+    image_folder dataset reads its files; an unreadable file is a DataError naming it unless
+    ``skip_bad``. Progress bar on ``console``.
+
+    ``channels`` 0 chooses: 1 when every file read is grey (L, LA, 1, I;16, I, F), else 3.
+    ``workers`` decode at once (0: :func:`default_workers`; 1: in this thread), in threads, or
+    in processes with ``processes``."""
+    if channels not in (0, 1, 3):
+        raise ValueError(f"channels must be 0, 1 or 3, not {channels}")
+    want = 3 if channels == 0 else channels
+    out = np.empty((len(paths), size, size, want), np.uint8)
+    kept: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    all_grey = True
+    results, stop = _results(paths, size, channels, workers or default_workers(), processes)
+    progress = _progress(console)
+    with progress if progress is not None else nullcontext():
+        task = progress.add_task("decoding", total=len(paths)) if progress is not None else None
+        for path, (pixels, grey, reason) in zip(paths, results, strict=True):
+            if progress is not None and task is not None:
+                progress.advance(task)
+            if pixels is None:
+                if not skip_bad:
+                    stop()
+                    raise DataError(f"cannot read image {path}: {reason}")
+                skipped.append((path, reason))
+                continue
+            out[len(kept)] = pixels if pixels.ndim == 3 else pixels[..., None]
+            all_grey = all_grey and grey
+            kept.append(path)
+    images = out[: len(kept)]
+    if channels == 0 and all_grey and kept:
+        images = np.ascontiguousarray(images[..., :1])
+    return DecodedImages(images, kept, skipped)

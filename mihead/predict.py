@@ -1,0 +1,129 @@
+"""``mihead predict``: a trained run's clusters for new image files.
+
+The files are read as the run's own images were (:func:`mihead.images.decode_images` at the
+side and channels recorded in its checkpoint), given the augmenter's evaluation view (made the
+way the run's evaluation made it: batched or per image, as recorded) and assigned by every
+main head, exactly as the run's evaluation assigned its images. Nothing of
+the training data is needed, and the checkpoint's tensors are read onto the CPU first, so a run
+trained on a GPU predicts on a machine without one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from mihead.build import build_model
+from mihead.checkpoint import load_checkpoint, load_weights
+from mihead.contracts import Augmenter, Dataset, ImageSpec
+from mihead.data import eval_view_batches, views_on_device
+from mihead.errors import CheckpointError, DataError
+from mihead.evaluate import assign_views
+from mihead.images import decode_images, find_images
+from mihead.model import MultiHeadModel
+from mihead.recipe import Recipe
+
+__all__ = ["LONG_INPUT", "Predictions", "RunModel", "load_run_model", "predict"]
+
+LONG_INPUT = 500
+"""From this many files on, decoding and assigning show progress bars."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunModel:
+    """A run's trained model, ready to assign images of ``spec``."""
+
+    recipe: Recipe
+    model: MultiHeadModel
+    augmenter: Augmenter
+    spec: ImageSpec
+    device: torch.device
+    views_on_device: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictions:
+    """Every main head's cluster (int64 [H, N]) and its probability (float32 [H, N]) for each
+    file of ``paths``; ``skipped`` lists (file, reason) of files left out as unreadable."""
+
+    paths: list[Path]
+    assignments: np.ndarray
+    confidence: np.ndarray
+    skipped: list[tuple[Path, str]]
+
+
+def _image_spec(state: dict[str, object], dataset: Dataset, run_dir: Path) -> ImageSpec:
+    """The run's image side and channels: the checkpoint's record, else (a checkpoint written
+    before it was recorded) what the dataset declares."""
+    recorded = state.get("image_spec")
+    if isinstance(recorded, dict):
+        return ImageSpec(channels=int(recorded["channels"]), size=int(recorded["size"]))
+    declared = dataset.image_spec()
+    if declared is None:
+        raise CheckpointError(
+            f"{run_dir}: the checkpoint does not record its images' size and channels and dataset {dataset.name!r} "
+            "does not declare them (it was written by an older mihead); train the run again"
+        )
+    return declared
+
+
+def _clusters(state: dict[str, object], recipe: Recipe, dataset: Dataset, run_dir: Path) -> int:
+    recorded = state.get("clusters")
+    if isinstance(recorded, int):
+        return recorded
+    clusters = int(recipe.head.params.clusters or dataset.class_count())  # type: ignore[attr-defined]
+    if clusters < 2:
+        raise CheckpointError(f"{run_dir}: the checkpoint does not record its heads' clusters and the recipe does not say them")
+    return clusters
+
+
+def load_run_model(run_dir: Path, recipe: Recipe, device: torch.device) -> RunModel:
+    """RUN_DIR's model (with ``recipe``, the run's own) from its latest checkpoint, on
+    ``device``, without loading its data."""
+    state = load_checkpoint(run_dir, fallback=False)
+    dataset: Dataset = recipe.data.cls(recipe.data.params)
+    spec = _image_spec(state, dataset, run_dir)
+    augmenter: Augmenter = recipe.augment.cls(recipe.augment.params, spec)
+    model, _ = build_model(recipe, augmenter, _clusters(state, recipe, dataset, run_dir), device)
+    load_weights(model, state["model"], run_dir, "model")
+    recorded = state.get("views_on_device")
+    where = recipe.augment.core.where  # type: ignore[attr-defined]
+    on_device = recorded if isinstance(recorded, bool) else views_on_device(augmenter, where, device)
+    return RunModel(recipe, model, augmenter, spec, device, on_device)
+
+
+def _with_progress(batches: Iterator[torch.Tensor], total: int, console: Console | None) -> Iterator[torch.Tensor]:
+    """``batches``, advancing a progress bar of ``total`` images on ``console`` (when given)."""
+    if console is None:
+        yield from batches
+        return
+    columns = [TextColumn("assigning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("assigning", total=total)
+        for batch in batches:
+            yield batch
+            progress.advance(task, batch.shape[1])
+
+
+def predict(run: RunModel, paths: Sequence[Path], *, skip_bad: bool = False, console: Console | None = None) -> Predictions:
+    """The clusters of the image files among ``paths`` (files, and folders searched
+    recursively). An unreadable file is a DataError naming it, unless ``skip_bad`` (then it is
+    left out and listed in ``skipped``). Progress bars on ``console`` for long inputs."""
+    files = find_images(paths)
+    if not files:
+        raise DataError(f"no image files in {', '.join(str(p) for p in paths)}")
+    shown = console if len(files) >= LONG_INPUT else None
+    decoded = decode_images(files, run.spec.size, run.spec.channels, skip_bad=skip_bad, console=shown)
+    if not decoded.paths:
+        raise DataError(f"none of the {len(files)} image files could be read (e.g. {decoded.skipped[0][0]}: {decoded.skipped[0][1]})")
+    recipe = run.recipe
+    batch_size = recipe.eval.batch_size
+    views = (v.unsqueeze(0) for v in eval_view_batches(decoded.images, run.augmenter, batch_size, on_device=run.views_on_device, device=run.device))
+    clusters, confidence = assign_views(run.model, _with_progress(views, len(decoded.paths), shown), recipe.train.precision)
+    return Predictions(decoded.paths, clusters[:, 0], confidence[:, 0], decoded.skipped)
