@@ -16,7 +16,7 @@ from benchhelp import load_bench
 
 DHOG_DIGITS = Path(__file__).resolve().parents[2] / "recipes" / "dhog_digits.toml"
 TINY = ["data.limit=120", "train.batch_size=60", "train.epochs=1", "augment.size=8", "augment.views=2",
-        "backbone.width=0.125", "backbone.final_copies=2", "head.hidden=16", "eval.batch_size=256"]  # fmt: skip
+        "backbone.widths=[4, 8, 8, 8]", "backbone.final_copies=2", "head.hidden=16", "eval.batch_size=256"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
