@@ -94,8 +94,10 @@ def build(recipe: Recipe, device: torch.device, rank: int = 0, world_size: int =
 
     clusters = recipe.head.params.clusters or len(train_data.classes)  # type: ignore[attr-defined]
     if clusters < 2:
+        named = f"names only the class {train_data.classes[0]!r}" if train_data.classes else "names no classes (unlabelled)"
         raise DataError(
-            f"dataset {dataset.name!r} does not name its classes; set head.clusters to the number of clusters"
+            f"dataset {dataset.name!r} split {train_split!r} {named}, so head.clusters cannot default to its "
+            "class count; set head.clusters to the number of clusters wanted (at least 2)"
         )
     model, objectives = build_model(recipe, augmenter, clusters, device)
     return Built(train_data, eval_data, augmenter, source, model, objectives, device)

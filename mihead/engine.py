@@ -293,4 +293,5 @@ class Trainer:
             self._log(record)
         facts = training_facts(self.state_counters(), self.device)
         images = self.built.eval_data.images
-        return report(self.console, self.run_dir, evaluation, images, facts, gallery_images=self.recipe.eval.gallery_images)
+        # the results are a result: stdout (the progress went to self.console, stderr)
+        return report(Console(), self.run_dir, evaluation, images, facts, gallery_images=self.recipe.eval.gallery_images)

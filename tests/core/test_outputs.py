@@ -180,9 +180,9 @@ def test_eval_head_writes_the_csv_and_gallery_of_that_head(digits_run: Path, run
     shutil.copytree(digits_run, work)
     other = 1 - summary_of(work)["selected_head"]
     before = summary_of(work)
-    code, _, err = run_cli("eval", str(work), "--head", str(other))
+    code, out, err = run_cli("eval", str(work), "--head", str(other))
     assert code == 0, err
-    assert f"assignments.csv and gallery.png: head {other}" in " ".join(err.split())
+    assert f"assignments.csv and gallery.png: head {other}" in " ".join(out.split())
     rows = read_csv(work / "assignments.csv")
     assert [r["cluster"] for r in rows] == [r[f"head_{other}"] for r in rows]
     labels = np.array([int(r["label"]) for r in rows])
