@@ -159,9 +159,8 @@ def build_model(
         overclusters=over,
         feature_channels={k: int(f.shape[2]) for k, f in features.items()},
     )
-    with _building("objective"):
-        objectives = [
-            (name, s.params.weight, s.cls(s.params, context).to(device))  # type: ignore[attr-defined]
-            for name, s in zip(_term_names(recipe), recipe.objectives, strict=True)
-        ]
+    objectives = []
+    for i, (name, s) in enumerate(zip(_term_names(recipe), recipe.objectives, strict=True)):
+        with _building(f"objective.{i}"):  # numbered from 0, as recipe errors and --set number them
+            objectives.append((name, s.params.weight, s.cls(s.params, context).to(device)))  # type: ignore[attr-defined]
     return model, objectives

@@ -285,6 +285,20 @@ def test_set_objective_by_name_and_by_index(registry: Registry, tmp_path: Path) 
     assert [o.params.weight for o in by_index.objectives] == [1.0, 3.0]
 
 
+def test_an_objective_error_names_the_address_that_fixes_it(registry: Registry, tmp_path: Path) -> None:
+    """Objectives count from 0 in errors as in --set: the error's [objective.1] is the table
+    that --set objective.1.KEY changes."""
+    data = copy.deepcopy(BASE)
+    data["objective"] = [{"name": "iic"}, {"name": "iic", "lamb": 0.5}]
+    path = write(tmp_path, data)
+    message = error_of(tmp_path, registry, data)
+    assert "[objective.1] lamb: 0.5 is out of range" in message
+    fixed = load_recipe(path, registry, ["objective.1.lamb=1.5"])
+    assert [o.params.lamb for o in fixed.objectives] == [1.0, 1.5]
+    with pytest.raises(RecipeError, match=r"no objective '2'; objectives \(by position from 0, or by name\): 0 = iic, 1 = iic$"):
+        load_recipe(path, registry, ["objective.2.lamb=1.5"])
+
+
 @pytest.mark.parametrize(
     ("item", "expected"),
     [
