@@ -18,11 +18,11 @@ _MAIN_EPILOG = f"""\
 {_STREAMS}
 
 examples:
-  mihead check recipes/quickstart.toml      validate it, build its model
-  mihead run recipes/quickstart.toml        train; writes runs/quickstart-TIME/
-  mihead eval runs/quickstart-TIME          metrics again, from the checkpoint
-  mihead predict runs/quickstart-TIME img/  new images' clusters, as CSV
-  mihead plugins --verbose                  every plugin and its parameters
+  mihead check recipes/quickstart.toml       validate it, build its model
+  mihead run recipes/quickstart.toml         train; writes runs/quickstart-TIME/
+  mihead eval runs/quickstart-TIME           metrics again, from the checkpoint
+  mihead predict runs/quickstart-TIME img/   new images' clusters, as CSV
+  mihead plugins --verbose                   every plugin and its parameters
 
 "mihead COMMAND --help" says what each command writes."""
 

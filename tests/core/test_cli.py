@@ -136,10 +136,11 @@ def test_top_level_help_lists_every_command_and_the_streams(capsys: pytest.Captu
 @pytest.mark.parametrize(
     ("command", "writes"),
     [
-        ("run", ["recipe.toml", "metrics.jsonl", "checkpoint.pt", "summary.json", "heads.png", "stdout", "stderr"]),
+        ("run", ["recipe.toml", "metrics.jsonl", "checkpoint.pt", "summary.json", "heads.png", "assignments.csv", "gallery.png", "stdout", "stderr"]),
         ("check", ["Writes nothing", "stdout", "exit status 2"]),
-        ("eval", ["summary.json", "heads.png", "stdout"]),
+        ("eval", ["summary.json", "heads.png", "assignments.csv", "gallery.png", "stdout"]),
         ("plugins", ["stdout", "--json", "--verbose"]),
+        ("predict", ["CSV", "stdout", "--out", "stderr"]),
     ],
 )
 def test_each_command_help_says_what_it_writes(command: str, writes: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
