@@ -5,10 +5,10 @@ through :func:`param`, a help text and bounds. The recipe loader reads these dec
 check a recipe's keys, types and ranges before anything is built, and ``mihead plugins
 --verbose`` prints them, so one declaration serves validation, documentation and construction.
 
-Every integer key is bounded: a bound it does not declare is that of :data:`INT_RANGE`, 32-bit,
-so that a product of two keys (epochs x steps per epoch, steps x batch size) still fits the
-64-bit integers that torch and numpy count with; a declared bound may widen it up to 64 bits
-(a seed), never beyond.
+Every integer key is bounded, by its choices or by bounds: a side it leaves open gets the bound
+of :data:`INT_RANGE`, 32-bit, so that a product of two keys (epochs x steps per epoch, steps x
+batch size) still fits the 64-bit integers that torch and numpy count with; a declared bound
+may widen it up to 64 bits (a seed), never beyond.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def describe(params_type: type[Params]) -> list[ParamInfo]:
         else:
             raise TypeError(f"{params_type.__qualname__}.{f.name} has no default")
         bounds = f.metadata.get(_BOUNDS, {"ge": None, "gt": None, "le": None, "lt": None})
-        if _is_int(hints[f.name]):
+        if _is_int(hints[f.name]) and f.metadata.get(_CHOICES) is None:  # choices bound a key themselves
             bounds = _int_bounds(f.name, bounds)
         infos.append(
             ParamInfo(

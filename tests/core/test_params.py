@@ -62,6 +62,9 @@ def test_every_kind_and_core_section_has_integer_keys_here() -> None:
 
 @pytest.mark.parametrize(("section", "plugin", "key", "info"), INTEGER_KEYS, ids=[f"{s}.{p or '-'}.{k}" for s, p, k, _ in INTEGER_KEYS])
 def test_every_integer_key_is_bounded_within_int64(section: str, plugin: str, key: str, info: ParamInfo) -> None:
+    if info.choices is not None:  # bounded by its choices
+        assert all(isinstance(c, int) and INT64_RANGE[0] <= c <= INT64_RANGE[1] for c in info.choices)
+        return
     low = info.bounds["ge"] if info.bounds["ge"] is not None else info.bounds["gt"]
     high = info.bounds["le"] if info.bounds["le"] is not None else info.bounds["lt"]
     assert low is not None and high is not None, info
@@ -75,7 +78,8 @@ def test_an_integer_beyond_the_bounds_fails_naming_the_key(section: str, plugin:
     data = _recipe_with(section, plugin, key, [value] if info.type == list[int] else value)
     with pytest.raises(RecipeError) as raised:
         parse_recipe(data, REGISTRY, "r.toml")
-    assert str(raised.value).startswith(f"r.toml: [{label}] {key}: {value} is out of range: must be ")
+    refused = f"{value} is not one of" if info.choices is not None else f"{value} is out of range: must be "
+    assert str(raised.value).startswith(f"r.toml: [{label}] {key}: {refused}")
 
 
 def test_the_largest_admitted_integer_is_accepted() -> None:
