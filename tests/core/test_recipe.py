@@ -435,6 +435,6 @@ def test_a_dataset_key_it_honours_or_one_at_its_default_is_accepted(registry: Re
     assert set(recipe.to_dict()["data"]) == {"name", "split", "limit"}
     folder = load_recipe(write(tmp_path, changed("data", name="image_folder", root=str(tmp_path))), registry)
     assert folder.data.params.root == str(tmp_path)
-    assert set(folder.to_dict()["data"]) == {"name", "split", "root", "limit", "size"}
+    assert "root" in folder.to_dict()["data"] and not {"download", "verify"} & set(folder.to_dict()["data"])
     cifar = load_recipe(write(tmp_path, changed("data", name="cifar10", download=True, verify=False)), registry)
     assert cifar.to_dict()["data"]["download"] is True and cifar.to_dict()["data"]["verify"] is False
