@@ -50,7 +50,8 @@ def prediction_facts(built: Built) -> dict[str, object]:
 
 
 def _load(dataset: Dataset, split: str, limit: int) -> ImageData:
-    data = dataset.load(split).head(limit)
+    with _building("data"):  # e.g. an image size too large to allocate: one line, not a traceback
+        data = dataset.load(split).head(limit)
     if len(data) == 0:
         raise DataError(f"dataset {dataset.name!r} split {split!r} has no images")
     return data

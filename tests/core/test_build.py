@@ -38,3 +38,15 @@ def test_clusters_that_default_to_too_few_classes(run_cli: Callable[..., CliResu
         "set head.clusters to the number of clusters wanted (at least 2)"
     )
     assert not (tmp_path / "run").exists()  # nothing left behind
+
+
+def test_data_too_large_to_hold_is_one_line(run_cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    """An image size within its bounds whose split cannot be allocated (3 images of
+    2147483647 px a side) ends in one line naming [data], not numpy's traceback."""
+    root = tmp_path / "images"
+    _images(root, 3)
+    overrides = ("data.name=image_folder", f"data.root={root}", "data.size=2147483647", "data.limit=0", "data.cache=", "head.clusters=2")
+    code, _, err = run_cli("run", str(QUICKSTART), *sets(*overrides), "--out", str(tmp_path / "run"))
+    assert code == 2
+    assert error_line(err).startswith("mihead: error: [data] cannot be built from the recipe's values: ValueError: ")
+    assert not (tmp_path / "run").exists()
