@@ -168,7 +168,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     overrides = [f"eval.split={json.dumps(args.split)}"] if args.split else []
     recipe = load_recipe(run_dir / RECIPE_FILE, _registry(console), overrides)
     state = load_checkpoint(run_dir, fallback=False)
-    device = resolve_device(recipe.train.device)
+    device = resolve_device(args.device, "--device")
     built = build(recipe, device)
     if args.head is not None:
         check_head(args.head, built.model.num_heads)
@@ -181,8 +181,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     """Assign new image files with a run's checkpoint: CSV on stdout or in ``--out``."""
-    import torch
-
+    from mihead.device import resolve_device
     from mihead.outputs import check_head
     from mihead.outputs.assignments import head_columns, write_csv, write_csv_file
     from mihead.outputs.summary import read_summary
@@ -194,10 +193,8 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and not out.parent.is_dir():
         raise UsageError(f"--out {out}: no such folder {out.parent}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available")
+    device = resolve_device(args.device, "--device")
     recipe = load_recipe(run_dir / RECIPE_FILE, _registry(console))
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
     run = load_run_model(run_dir, recipe, device)
     head = args.head
     if head is None:
@@ -240,6 +237,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mihead", **main_help())
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def add_device(command: argparse.ArgumentParser) -> None:
+        text = "where the model runs (default: CUDA when present, so a GPU run is read on a CPU-only machine)"
+        command.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help=text)
+
     def add_sets(command: argparse.ArgumentParser) -> None:
         command.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a recipe value (repeatable)")
 
@@ -259,6 +260,7 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument("run_dir", help="a run directory written by mihead run")
     ev.add_argument("--split", help="split to evaluate (default: the recipe's eval.split)")
     ev.add_argument("--head", type=int, metavar="N", help="head that assignments.csv and gallery.png show (default: the reported one)")
+    add_device(ev)
     ev.set_defaults(func=cmd_eval)
 
     pr = sub.add_parser("predict", **command_help("predict", "assign new images (files, folders) with a run's checkpoint; CSV to stdout or --out"))
@@ -266,7 +268,7 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders (searched recursively)")
     pr.add_argument("--head", type=int, metavar="N", help="head whose cluster is the 'cluster' column (default: the run's reported head)")
     pr.add_argument("--out", metavar="FILE.csv", help="write the CSV here (atomically) instead of to stdout")
-    pr.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs (default: CUDA when present)")
+    add_device(pr)
     pr.add_argument("--skip-bad", action="store_true", help="leave out unreadable files, listing each on stderr, instead of stopping")
     pr.set_defaults(func=cmd_predict)
 

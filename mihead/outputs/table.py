@@ -33,8 +33,8 @@ def print_results(console: Console, evaluation: Evaluation, summary: dict[str, A
         table.add_row(*cells, style="bold" if h.index == evaluation.selected else None)
     console.print(table)
     chosen = evaluation.heads[evaluation.selected]
+    console.print(f"head {evaluation.selected}: ACC {_fmt(chosen.acc)}  NMI {_fmt(chosen.nmi)}  ARI {_fmt(chosen.ari)}")
     console.print(
-        f"head {evaluation.selected}: ACC {_fmt(chosen.acc)}  NMI {_fmt(chosen.nmi)}  ARI {_fmt(chosen.ari)}"
-        f"  |  {summary.get('steps', '?')} steps in {summary.get('seconds', 0):.1f} s"
+        f"trained {summary.get('steps', '?')} steps in {summary.get('seconds', 0):.1f} s"
         f" ({summary.get('images_per_second', 0):,.0f} img/s on {summary.get('device', '?')})"
     )
