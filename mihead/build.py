@@ -55,7 +55,8 @@ def prediction_facts(built: Built) -> dict[str, object]:
 
 
 def _load(dataset: Dataset, split: str, limit: int) -> ImageData:
-    data = dataset.load(split).head(limit)
+    with _building("data"):  # e.g. an image size too large to allocate: one line, not a traceback
+        data = dataset.load(split).head(limit)
     if len(data) == 0:
         raise DataError(f"dataset {dataset.name!r} split {split!r} has no images")
     return data
@@ -103,8 +104,10 @@ def build(recipe: Recipe, device: torch.device, rank: int = 0, world_size: int =
 
     clusters = recipe.head.params.clusters or len(train_data.classes)  # type: ignore[attr-defined]
     if clusters < 2:
+        named = f"names only the class {train_data.classes[0]!r}" if train_data.classes else "names no classes (unlabelled)"
         raise DataError(
-            f"dataset {dataset.name!r} does not name its classes; set head.clusters to the number of clusters"
+            f"dataset {dataset.name!r} split {train_split!r} {named}, so head.clusters cannot default to its "
+            "class count; set head.clusters to the number of clusters wanted (at least 2)"
         )
     model, objectives = build_model(recipe, augmenter, clusters, device)
     return Built(train_data, eval_data, augmenter, source, model, objectives, device, fit_data, protocol)
@@ -166,9 +169,8 @@ def build_model(
         overclusters=over,
         feature_channels={k: int(f.shape[2]) for k, f in features.items()},
     )
-    with _building("objective"):
-        objectives = [
-            (name, s.params.weight, s.cls(s.params, context).to(device))  # type: ignore[attr-defined]
-            for name, s in zip(_term_names(recipe), recipe.objectives, strict=True)
-        ]
+    objectives = []
+    for i, (name, s) in enumerate(zip(_term_names(recipe), recipe.objectives, strict=True)):
+        with _building(f"objective.{i}"):  # numbered from 0, as recipe errors and --set number them
+            objectives.append((name, s.params.weight, s.cls(s.params, context).to(device)))  # type: ignore[attr-defined]
     return model, objectives

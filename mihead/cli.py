@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -21,8 +22,8 @@ from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
 from mihead.checkpoint import CHECKPOINT, PREVIOUS  # noqa: E402
-from mihead.contracts import describe  # noqa: E402
 from mihead.errors import MiheadError, RecipeError, UsageError  # noqa: E402
+from mihead.help_texts import command_help, main_help  # noqa: E402
 from mihead.plugins import Registry, load_registry  # noqa: E402
 from mihead.recipe import Recipe, load_recipe  # noqa: E402
 
@@ -55,7 +56,6 @@ def _new_run_dir(recipe: Recipe, out: str | None) -> Path:
         while run_dir.exists():
             n += 1
             run_dir = Path(recipe.run.out) / f"{name}-{stamp}-{n}"
-    run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 
@@ -78,8 +78,18 @@ def _discard_unstarted(run_dir: Path) -> None:
 
 
 def _start_run(recipe: Recipe, out: str | None) -> Path:
+    """The new run directory, made with its first files, or a RecipeError naming the option
+    or key that chose a place where it cannot be made (a file, a path under a file, a folder
+    that cannot be written)."""
     run_dir = _new_run_dir(recipe, out)
-    _write_run_files(recipe, run_dir)
+    what = "--out" if out is not None else f"{recipe.source}: [run] out"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RecipeError(f"{what}: {run_dir} is a file, not a folder; choose a new or empty folder for the run")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_run_files(recipe, run_dir)
+    except OSError as exc:
+        raise RecipeError(f"{what}: cannot make or write the run directory {run_dir}: {exc.strerror or exc}") from None
     return run_dir
 
 
@@ -120,7 +130,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                 raise
             console.print(f"run directory: [bold]{run_dir}[/]", highlight=False)
         trainer.fit()
-    console.print(f"run directory: [bold]{run_dir}[/]", highlight=False)
+        if cluster.is_main:
+            Console().print(f"run directory: [bold]{run_dir}[/]", highlight=False)
     return 0
 
 
@@ -136,7 +147,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
         spec, clusters, model = built
         size = sum(p.numel() for p in model.parameters())
         what = f"built for {spec.size} px x {spec.channels} channel images: {model.num_heads} heads of {clusters} clusters, {size:,} parameters"
-    console.print(
+    Console().print(
         f"{args.recipe}: ok (data {recipe.data.entry.name}, backbone {recipe.backbone.entry.name}, "
         f"head {recipe.head.entry.name}, objectives {names}; model {what})",
         highlight=False,
@@ -157,21 +168,20 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     overrides = [f"eval.split={json.dumps(args.split)}"] if args.split else []
     recipe = load_recipe(run_dir / RECIPE_FILE, _registry(console), overrides)
     state = load_checkpoint(run_dir, fallback=False)
-    device = resolve_device(recipe.train.device)
+    device = resolve_device(args.device, "--device")
     built = build(recipe, device)
     if args.head is not None:
         check_head(args.head, built.model.num_heads)
     load_weights(built.model, state["model"], run_dir, "model")
     evaluation = evaluate_run(built, recipe)
     facts = training_facts(state, device)
-    report(console, run_dir, evaluation, built.eval_data.images, facts, head=args.head, gallery_images=recipe.eval.gallery_images)
+    report(Console(), run_dir, evaluation, built.eval_data.images, facts, head=args.head, gallery_images=recipe.eval.gallery_images)  # a result: stdout
     return 0
 
 
 def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     """Assign new image files with a run's checkpoint: CSV on stdout or in ``--out``."""
-    import torch
-
+    from mihead.device import resolve_device
     from mihead.outputs import check_head
     from mihead.outputs.assignments import head_columns, write_csv, write_csv_file
     from mihead.outputs.summary import read_summary
@@ -183,10 +193,8 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and not out.parent.is_dir():
         raise UsageError(f"--out {out}: no such folder {out.parent}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available")
+    device = resolve_device(args.device, "--device")
     recipe = load_recipe(run_dir / RECIPE_FILE, _registry(console))
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
     run = load_run_model(run_dir, recipe, device)
     head = args.head
     if head is None:
@@ -203,67 +211,70 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
         write_csv(sys.stdout, columns)
     else:
         write_csv_file(out, columns)
-        console.print(f"{len(predictions.paths)} images assigned by head {head}: [bold]{out}[/]", highlight=False)
+        Console().print(f"{len(predictions.paths)} images assigned by head {head}: [bold]{out}[/]", highlight=False)  # a result: stdout
     return 0
 
 
 def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
+    from mihead.catalog import catalog, describe_text
+
     registry = _registry(console)
-    table = Table(title="mihead plugins", title_justify="left")
-    for column in ("kind", "name", "package", "version"):
-        table.add_column(column)
-    if args.verbose:
-        table.add_column("parameters")
-    for entry in sorted(registry.entries(), key=lambda e: (e.kind, e.name)):
-        row = [entry.kind, entry.name, entry.package, entry.version]
-        if args.verbose:
-            lines = []
-            for info in describe(entry.cls.Params):
-                tp = getattr(info.type, "__name__", str(info.type))
-                bounds = f" ({info.bounds_text()})" if info.bounds_text() else ""
-                lines.append(f"{info.name}: {tp} = {info.default!r}{bounds} - {info.help}")
-            row.append("\n".join(lines) or "-")
-        table.add_row(*row)
-    Console().print(table)
+    if args.json:
+        print(json.dumps(catalog(registry), indent=2))
+    elif args.verbose:
+        print(describe_text(registry, shutil.get_terminal_size().columns), end="")
+    else:
+        table = Table(title="mihead plugins", title_justify="left")
+        for column in ("kind", "name", "package", "version"):
+            table.add_column(column)
+        for entry in sorted(registry.entries(), key=lambda e: (e.kind, e.name)):
+            table.add_row(entry.kind, entry.name, entry.package, entry.version)
+        Console().print(table)
     return 0
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mihead", description="Cluster images without labels by mutual information.")
+    parser = argparse.ArgumentParser(prog="mihead", **main_help())
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_device(command: argparse.ArgumentParser) -> None:
+        text = "where the model runs (default: CUDA when present, so a GPU run is read on a CPU-only machine)"
+        command.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help=text)
 
     def add_sets(command: argparse.ArgumentParser) -> None:
         command.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a recipe value (repeatable)")
 
-    run = sub.add_parser("run", help="train a recipe and write a run directory")
-    run.add_argument("recipe", nargs="?", help="recipe TOML file")
+    run = sub.add_parser("run", **command_help("run", "train a recipe and write a run directory"))
+    run.add_argument("recipe", nargs="?", help="the recipe TOML file")
     add_sets(run)
-    run.add_argument("--out", help="run directory to create (default: run.out/NAME-TIMESTAMP)")
+    run.add_argument("--out", metavar="RUN_DIR", help="the run directory to make (default: a new one in run.out)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
     run.set_defaults(func=cmd_run)
 
-    check = sub.add_parser("check", help="validate a recipe without running it")
-    check.add_argument("recipe")
+    check = sub.add_parser("check", **command_help("check", "validate a recipe without running it"))
+    check.add_argument("recipe", help="the recipe TOML file")
     add_sets(check)
     check.set_defaults(func=cmd_check)
 
-    ev = sub.add_parser("eval", help="recompute metrics, plots, assignments and gallery from a run's checkpoint")
-    ev.add_argument("run_dir")
+    ev = sub.add_parser("eval", **command_help("eval", "recompute metrics, plots, assignments and gallery from a run's checkpoint"))
+    ev.add_argument("run_dir", help="a run directory written by mihead run")
     ev.add_argument("--split", help="split to evaluate (default: the recipe's eval.split)")
     ev.add_argument("--head", type=int, metavar="N", help="head that assignments.csv and gallery.png show (default: the reported one)")
+    add_device(ev)
     ev.set_defaults(func=cmd_eval)
 
-    pr = sub.add_parser("predict", help="assign new images (files, folders) with a run's checkpoint; CSV to stdout or --out")
-    pr.add_argument("run_dir")
+    pr = sub.add_parser("predict", **command_help("predict", "assign new images (files, folders) with a run's checkpoint; CSV to stdout or --out"))
+    pr.add_argument("run_dir", help="a run directory written by mihead run")
     pr.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders (searched recursively)")
     pr.add_argument("--head", type=int, metavar="N", help="head whose cluster is the 'cluster' column (default: the run's reported head)")
     pr.add_argument("--out", metavar="FILE.csv", help="write the CSV here (atomically) instead of to stdout")
-    pr.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs (default: CUDA when present)")
+    add_device(pr)
     pr.add_argument("--skip-bad", action="store_true", help="leave out unreadable files, listing each on stderr, instead of stopping")
     pr.set_defaults(func=cmd_predict)
 
-    plugins = sub.add_parser("plugins", help="list registered plugins")
+    plugins = sub.add_parser("plugins", **command_help("plugins", "list registered plugins"))
     plugins.add_argument("--verbose", "-v", action="store_true", help="show each plugin's parameters")
+    plugins.add_argument("--json", action="store_true", help="print every plugin and its parameters as JSON")
     plugins.set_defaults(func=cmd_plugins)
     return parser
 

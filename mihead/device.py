@@ -11,12 +11,13 @@ from mihead.errors import RecipeError
 __all__ = ["autocast", "resolve_device"]
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` = CUDA when present, else CPU; asking for CUDA without it is an error."""
+def resolve_device(name: str, asked_by: str = "[train] device") -> torch.device:
+    """``auto`` = CUDA when present, else CPU; asking for CUDA without it is an error naming
+    ``asked_by``, the recipe key or command-line option that asked."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RecipeError("[train] device: 'cuda' was asked for but no CUDA device is available")
+        raise RecipeError(f"{asked_by}: 'cuda' was asked for but no CUDA device is available")
     return torch.device(name)
 
 

@@ -88,6 +88,7 @@ class Trainer:
         if console is None or not self.cluster.is_main:  # only rank 0 shows progress
             console = Console(stderr=True, quiet=not self.cluster.is_main)
         self.console = console
+        self.results = Console(quiet=console.quiet)  # the results table is a result: stdout, silenced with the progress
         self.device = self.cluster.device(resolve_device(recipe.train.device))
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = recipe.train.cudnn_benchmark
@@ -293,4 +294,4 @@ class Trainer:
             self._log(record)
         facts = training_facts(self.state_counters(), self.device)
         images = self.built.eval_data.images
-        return report(self.console, self.run_dir, evaluation, images, facts, gallery_images=self.recipe.eval.gallery_images)
+        return report(self.results, self.run_dir, evaluation, images, facts, gallery_images=self.recipe.eval.gallery_images)

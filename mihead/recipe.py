@@ -68,7 +68,7 @@ class TrainParams(Params):
     precision: str = param(
         "auto", "auto = bf16 autocast on CUDA, fp32 on CPU", choices=("auto", "bf16", "fp32")
     )
-    num_workers: int = param(0, "data-loader worker processes (0 = load in the main process)", ge=0)
+    num_workers: int = param(0, "data-loader worker processes (0 = load in the main process)", ge=0, le=1024)
     optimizer: str = param("adam", "optimiser", choices=("adam", "sgd", "rmsprop"))
     lr: float = param(1e-3, "peak learning rate", gt=0)
     weight_decay: float = param(0.0, "L2 weight decay", ge=0)
@@ -144,13 +144,17 @@ class PluginSection:
     entry: Registered
     params: Params
     core: Params
+    unused: frozenset[str] = frozenset()
+    """Keys of ``params`` the plugin ignores (a dataset's :meth:`Dataset.unused_keys`), left
+    out of the resolved recipe."""
 
     @property
     def cls(self) -> type:
         return self.entry.cls
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.entry.name, **dataclasses.asdict(self.core), **dataclasses.asdict(self.params)}
+        params = {k: v for k, v in dataclasses.asdict(self.params).items() if k not in self.unused}
+        return {"name": self.entry.name, **dataclasses.asdict(self.core), **params}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +205,12 @@ _PLUGIN_SECTIONS: dict[str, tuple[str, type[Params]]] = {
 }
 _SECTIONS = [*_CORE_SECTIONS, *_PLUGIN_SECTIONS]
 _REQUIRED = ("data", "augment", "backbone", "head", "objective")
+
+
+def _objective_label(index: int) -> str:
+    """How messages name the ``index``-th ``[[objective]]`` table (from 0): as ``--set``
+    addresses it, ``objective.INDEX``."""
+    return f"objective.{index}"
 
 
 def _did_you_mean(word: str, options: Sequence[str]) -> str:
@@ -258,23 +268,13 @@ def _check_value(info: ParamInfo, value: Any, where: _Where) -> Any:
         value = _coerce(value, info.type)
     except TypeError:
         raise where.error(info.name, f"expected {_type_name(info.type)}, got {value!r}") from None
-    items = value if isinstance(value, list) else [value]
-    if info.choices is not None and any(v not in info.choices for v in items):
-        bad = next(v for v in items if v not in info.choices)
-        hint = _did_you_mean(bad, [str(c) for c in info.choices]) if isinstance(bad, str) else ""
-        raise where.error(info.name, f"{bad!r} is not {info.bounds_text()}{hint}")
-    checks = {
-        "ge": lambda v, b: v >= b,
-        "gt": lambda v, b: v > b,
-        "le": lambda v, b: v <= b,
-        "lt": lambda v, b: v < b,
-    }
-    for key, bound in info.bounds.items():
-        if bound is None:
+    for v in value if isinstance(value, list) else [value]:
+        if info.admits(v):
             continue
-        for v in items:
-            if not checks[key](v, bound):
-                raise where.error(info.name, f"{v!r} is out of range: must be {info.bounds_text()}")
+        if info.choices is not None and v not in info.choices:
+            hint = _did_you_mean(v, [str(c) for c in info.choices]) if isinstance(v, str) else ""
+            raise where.error(info.name, f"{v!r} is not {info.bounds_text()}{hint}")
+        raise where.error(info.name, f"{v!r} is out of range: must be {info.bounds_text()} ({info.help})")
     return value
 
 
@@ -321,7 +321,19 @@ def _plugin_section(
         raise where.error(None, f"expected a table, got {table!r}")
     entry = _resolve(registry, kind, table, where)
     core, params = _build_params([core_type, entry.cls.Params], table, where, extra=("name",))
-    return PluginSection(kind, entry, params, core)
+    unused = entry.cls.unused_keys() if issubclass(entry.cls, Dataset) else frozenset()
+    _refuse_unused(entry, [core_type, entry.cls.Params], table, unused, where)
+    return PluginSection(kind, entry, params, core, unused)
+
+
+def _refuse_unused(entry: Registered, types: Sequence[type[Params]], table: dict[str, Any], unused: frozenset[str], where: _Where) -> None:
+    """A RecipeError for a key the plugin ignores that ``table`` sets away from its default
+    (at its default it asks for nothing, as in the resolved recipe of a run made before)."""
+    infos = {i.name: i for t in types for i in describe(t)}
+    for key in table:
+        if key in unused and table[key] != infos[key].default:
+            uses = ", ".join(k for k in infos if k not in unused)
+            raise where.error(key, f"{entry.kind} {entry.name!r} does not use this key: it would change nothing; remove it (keys it uses: {uses})")
 
 
 def parse_recipe(data: dict[str, Any], registry: Registry, source: str) -> Recipe:
@@ -353,7 +365,7 @@ def parse_recipe(data: dict[str, Any], registry: Registry, source: str) -> Recip
     if not isinstance(tables, list) or not tables:
         raise RecipeError(f"{source}: [[objective]] must be one or more tables")
     objectives = tuple(
-        _plugin_section(registry, "objective", t, _Where(source, f"objective #{i + 1}"))
+        _plugin_section(registry, "objective", t, _Where(source, _objective_label(i)))
         for i, t in enumerate(tables)
     )
     recipe = Recipe(
@@ -395,7 +407,7 @@ def _check_coherence(recipe: Recipe) -> None:
         if missing:
             provides = ", ".join(sorted(backbone.provides)) or "none"
             raise RecipeError(
-                f"{source}: [objective #{i + 1}] name: {objective.name!r} needs the backbone "
+                f"{source}: [{_objective_label(i)}] name: {objective.name!r} needs the backbone "
                 f"feature(s) {', '.join(missing)}, which backbone {backbone.name!r} does not "
                 f"provide (it provides: {provides})"
             )
@@ -440,9 +452,10 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], source: str)
                 matches = [i for i, t in enumerate(tables) if t.get("name") == selector]
             if not matches:
                 names = [str(t.get("name")) for t in tables]
+                listed = ", ".join(f"{i} = {n}" for i, n in enumerate(names))
                 raise RecipeError(
                     f"{place}: the recipe has no objective {selector!r}"
-                    f"{_did_you_mean(selector, names)}; objectives: {', '.join(names)}"
+                    f"{_did_you_mean(selector, names)}; objectives (by position from 0, or by name): {listed}"
                 )
             for i in matches:
                 tables[i][parts[2]] = value

@@ -24,6 +24,7 @@ import torch
 
 from mihead.contracts import (
     KINDS,
+    OPTIONAL_KEYS,
     Augmenter,
     AugmenterParams,
     Backbone,
@@ -252,7 +253,8 @@ def check_augmenter(cls: type[Augmenter], params: Params | None = None, source: 
 
 
 def check_dataset(cls: type[Dataset], params: Params | None = None, splits: tuple[str, ...] | None = None) -> dict[str, ImageData]:
-    """``train_split`` and ``eval_split`` are among ``splits``, and each split checked (by
+    """``train_split`` and ``eval_split`` are among ``splits``, ``honours`` names only
+    optional common keys, and each split checked (by
     default those two) loads as uint8 [N, H, W, C] (C = 1 or 3) with labels None or int64 in
     range(len(classes)), and as ``image_spec()`` and ``class_count()`` say when they say it.
     Absent data raises :class:`mihead.errors.DataError`, which this check lets through (a
@@ -260,6 +262,7 @@ def check_dataset(cls: type[Dataset], params: Params | None = None, splits: tupl
     params = params if params is not None else check_params(cls)
     _require(len(cls.splits) > 0 and all(isinstance(s, str) for s in cls.splits), cls, "splits must be a non-empty tuple of names")
     _require(cls.train_split in cls.splits and cls.eval_split in cls.splits, cls, "train_split and eval_split must be among splits")
+    _require(cls.honours <= OPTIONAL_KEYS, cls, f"honours {sorted(cls.honours)}: only {', '.join(sorted(OPTIONAL_KEYS))} are optional common keys")
     dataset = cls(params)  # type: ignore[arg-type]
     spec, count = dataset.image_spec(), dataset.class_count()
     loaded = {}

@@ -8,10 +8,10 @@ from mihead.contracts.augmenter import (
     ImageSpec,
 )
 from mihead.contracts.backbone import Backbone, BackboneOutput
-from mihead.contracts.dataset import Dataset, DatasetParams, ImageData
+from mihead.contracts.dataset import OPTIONAL_KEYS, Dataset, DatasetParams, ImageData
 from mihead.contracts.head import Head, HeadParams
 from mihead.contracts.objective import ModelOutputs, Objective, ObjectiveContext, ObjectiveParams
-from mihead.contracts.params import ParamInfo, Params, describe, param
+from mihead.contracts.params import INT64_RANGE, INT_RANGE, ParamInfo, Params, describe, param
 from mihead.contracts.plugin import Plugin
 
 KINDS: dict[str, type[Plugin]] = {
@@ -23,7 +23,10 @@ KINDS: dict[str, type[Plugin]] = {
 }
 
 __all__ = [
+    "INT64_RANGE",
+    "INT_RANGE",
     "KINDS",
+    "OPTIONAL_KEYS",
     "Augmenter",
     "AugmenterParams",
     "Backbone",

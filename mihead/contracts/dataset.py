@@ -12,12 +12,18 @@ from mihead.contracts.augmenter import ImageSpec
 from mihead.contracts.params import Params, param
 from mihead.contracts.plugin import Plugin
 
-__all__ = ["Dataset", "DatasetParams", "ImageData"]
+__all__ = ["OPTIONAL_KEYS", "Dataset", "DatasetParams", "ImageData"]
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetParams(Params):
-    """Keys every dataset understands, so any recipe can be pointed elsewhere or shrunk."""
+    """The common dataset keys, so that any recipe can be pointed elsewhere or shrunk.
+
+    ``limit`` is applied by the core to every dataset (see :class:`Dataset`); ``root``,
+    ``download`` and ``verify`` mean something only to a dataset that reads, fetches or checks
+    files, so each dataset says which of them it honours (:attr:`Dataset.honours`) and a recipe
+    that sets another one is refused.
+    """
 
     root: str = param("", "folder holding the data ('' = the dataset's default place)")
     download: bool = param(False, "download the data when it is absent")
@@ -68,15 +74,31 @@ class ImageData:
         return list(self.ids) if self.ids is not None else [str(i) for i in range(len(self))]
 
 
+OPTIONAL_KEYS: frozenset[str] = frozenset({"root", "download", "verify"})
+"""The keys of :class:`DatasetParams` that a dataset may leave unused (``limit`` it cannot:
+the core applies it)."""
+
+
 class Dataset(Plugin, ABC):
     """A dataset plugin. ``splits`` lists what :meth:`load` accepts; ``train_split`` and
-    ``eval_split`` are what a recipe gets when it names none."""
+    ``eval_split`` are what a recipe gets when it names none.
+
+    What the core does, so that a dataset need not: it loads only splits in ``splits`` (the
+    recipe loader refuses any other ``data.split`` or ``eval.split`` at ``mihead check``, with
+    a RecipeError naming the key and listing the splits), and it applies ``data.limit`` by
+    keeping the first N images of what :meth:`load` returns, so ``load`` returns whole splits
+    in a fixed order.
+    """
 
     kind: ClassVar[str] = "dataset"
     Params: ClassVar[type[Params]] = DatasetParams
     splits: ClassVar[tuple[str, ...]]
     train_split: ClassVar[str]
     eval_split: ClassVar[str]
+    honours: ClassVar[frozenset[str]] = OPTIONAL_KEYS
+    """Which of :data:`OPTIONAL_KEYS` this dataset reads (default: all three). A recipe that
+    sets another one away from its default fails at ``mihead check`` naming the key, instead of
+    being accepted and ignored; the keys of the dataset's own ``Params`` are always its own."""
     image: ClassVar[ImageSpec | None] = None
     """The channels and side of every split's images when fixed (None: known once loaded)."""
     num_classes: ClassVar[int] = 0
@@ -84,6 +106,11 @@ class Dataset(Plugin, ABC):
 
     def __init__(self, params: DatasetParams) -> None:
         self.params = params
+
+    @classmethod
+    def unused_keys(cls) -> frozenset[str]:
+        """The common keys this dataset does not honour."""
+        return OPTIONAL_KEYS - cls.honours
 
     def image_spec(self) -> ImageSpec | None:
         """The channels and side of every split's images, when known without loading them:
@@ -100,7 +127,8 @@ class Dataset(Plugin, ABC):
 
     @abstractmethod
     def load(self, split: str) -> ImageData:
-        """The images (and labels) of ``split``, one of ``splits``.
+        """The images (and labels) of the whole of ``split``, one of ``splits``, in the same
+        order every time (``data.limit`` keeps the first N).
 
         Raise :class:`mihead.errors.DataError` with the expected path when data is absent.
         """

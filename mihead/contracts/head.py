@@ -19,9 +19,11 @@ __all__ = ["Head", "HeadParams"]
 class HeadParams(Params):
     """Keys every head section understands: how many heads and clusters the model has."""
 
-    clusters: int = param(0, "clusters K of each main head (0 = the dataset's classes)", ge=0)
+    clusters: int = param(
+        0, "clusters K of each main head: a head needs at least 2; 0 = the dataset's classes", ge=2, also=(0,)
+    )
     overclusters: int = param(
-        0, "clusters of an extra overclustering head beside each main head (0 = none)", ge=0
+        0, "clusters of an extra overclustering head beside each main head: at least 2; 0 = none", ge=2, also=(0,)
     )
     per_attachment: int = param(1, "heads on each attachment point of the backbone", ge=1)
 

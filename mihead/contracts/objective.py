@@ -24,7 +24,10 @@ class ObjectiveParams(Params):
 
 @dataclasses.dataclass(frozen=True)
 class ObjectiveContext:
-    """The model's shape, known when objectives are built."""
+    """The model's shape, known when objectives are built: ``heads`` main heads of
+    ``clusters`` clusters each, seen through ``views`` views; ``overclusters`` is the size of
+    the overclustering head beside each main head (0 when the recipe has none); and the
+    channels of each named backbone feature."""
 
     heads: int
     views: int
@@ -40,6 +43,13 @@ class ModelOutputs:
     ``probs``: main heads, float32 [H, V, B, K] (head h in hierarchy order, view v, sample b).
     ``over_probs``: overclustering heads [H, V, B, K'] or None when the model has none.
     ``features``: named backbone features, each [V, B, ...].
+
+    The overclustering heads (IIC's auxiliary overclustering) are trained only by the
+    objectives that read ``over_probs``; they are never evaluated or reported, and with none
+    reading them they get no gradient. A new objective whose term makes sense for any number
+    of clusters (a mutual information between views) should add it for ``over_probs`` too when
+    it is not None, behind a boolean parameter (as ``iic``'s ``overclustering``); a term tied
+    to the K classes (pseudo-labels, a hierarchy of heads) reads only ``probs``.
     """
 
     probs: torch.Tensor

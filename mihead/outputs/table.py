@@ -35,8 +35,8 @@ def print_results(console: Console, evaluation: Evaluation, summary: dict[str, A
     if evaluation.protocol:
         console.print(f"protocol {evaluation.protocol}", highlight=False)
     chosen = evaluation.heads[evaluation.selected]
+    console.print(f"head {evaluation.selected}: ACC {_fmt(chosen.acc)}  NMI {_fmt(chosen.nmi)}  ARI {_fmt(chosen.ari)}")
     console.print(
-        f"head {evaluation.selected}: ACC {_fmt(chosen.acc)}  NMI {_fmt(chosen.nmi)}  ARI {_fmt(chosen.ari)}"
-        f"  |  {summary.get('steps', '?')} steps in {summary.get('seconds', 0):.1f} s"
+        f"trained {summary.get('steps', '?')} steps in {summary.get('seconds', 0):.1f} s"
         f" ({summary.get('images_per_second', 0):,.0f} img/s on {summary.get('device', '?')})"
     )

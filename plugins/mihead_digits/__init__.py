@@ -23,6 +23,7 @@ class Digits(Dataset):
     eval_split = "all"
     image = ImageSpec(channels=1, size=8)
     num_classes = 10
+    honours: ClassVar[frozenset[str]] = frozenset()  # shipped with scikit-learn: no root, download or checksum
 
     def load(self, split: str) -> ImageData:
         from sklearn.datasets import load_digits

@@ -119,6 +119,7 @@ class ImageFolderDataset(Dataset):
     splits: ClassVar[tuple[str, ...]] = ("all",)
     train_split = "all"
     eval_split = "all"
+    honours: ClassVar[frozenset[str]] = frozenset({"root"})  # the user's files: nothing to download or check
 
     def image_spec(self) -> ImageSpec | None:
         p = cast(ImageFolderParams, self.params)
@@ -145,6 +146,7 @@ class CINIC10Dataset(Dataset):
     eval_split = "test"
     image = ImageSpec(channels=3, size=32)
     num_classes = 10
+    honours: ClassVar[frozenset[str]] = frozenset({"root"})  # no download, no published checksums
 
     def load(self, split: str) -> ImageData:
         p = cast(FolderParams, self.params)

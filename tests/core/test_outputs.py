@@ -75,11 +75,11 @@ def test_assignments_csv_recomputes_the_summary(digits_run: Path) -> None:
 def test_results_table_shows_cluster_usage(digits_run: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
     work = Path(str(digits_run) + "-table")
     shutil.copytree(digits_run, work)
-    code, _, err = run_cli("eval", str(work))
+    code, out, err = run_cli("eval", str(work))
     assert code == 0, err
     scores = summary_of(work)["heads"][0]
-    assert "used" in err and "H/logK" in err
-    assert f"{scores['clusters_used']}/10" in err and f"{scores['usage_entropy']:.2f}" in err
+    assert "used" in out and "H/logK" in out  # the table is a result: stdout
+    assert f"{scores['clusters_used']}/10" in out and f"{scores['usage_entropy']:.2f}" in out
 
 
 def evaluation_of(run_dir: Path, shown: int | None = None) -> Evaluation:
@@ -180,9 +180,9 @@ def test_eval_head_writes_the_csv_and_gallery_of_that_head(digits_run: Path, run
     shutil.copytree(digits_run, work)
     other = 1 - summary_of(work)["selected_head"]
     before = summary_of(work)
-    code, _, err = run_cli("eval", str(work), "--head", str(other))
+    code, out, err = run_cli("eval", str(work), "--head", str(other))
     assert code == 0, err
-    assert f"assignments.csv and gallery.png: head {other}" in " ".join(err.split())
+    assert f"assignments.csv and gallery.png: head {other}" in " ".join(out.split())
     rows = read_csv(work / "assignments.csv")
     assert [r["cluster"] for r in rows] == [r[f"head_{other}"] for r in rows]
     labels = np.array([int(r["label"]) for r in rows])

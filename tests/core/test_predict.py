@@ -81,7 +81,7 @@ def test_predict_out_file_with_progress(digits_run: Path, digit_files: Path, tmp
     out_file = tmp_path / "clusters.csv"
     code, out, err = run_cli("predict", str(digits_run), str(digit_files), "--out", str(out_file), "--head", "0")
     assert code == 0, err
-    assert out == "" and str(out_file) in " ".join(err.split())
+    assert str(out_file) in " ".join(out.split())  # what it did is a result: stdout
     assert "decoding" in err and "assigning" in err and "200/200" in err  # the progress bars, on stderr
     check_reproduces(read_csv(out_file), digits_run, 0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clusters.csv"]
@@ -133,8 +133,9 @@ def test_bad_inputs(digits_run: Path, tmp_path: Path, run_cli) -> None:  # type:
 
 
 def test_a_run_from_a_cuda_machine_or_an_older_checkpoint(digits_run: Path, digit_files: Path, tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
-    """A recipe that trained on CUDA predicts on the CPU (--device cpu, and auto here); a
-    checkpoint without the recorded image spec falls back to the dataset's declared one."""
+    """A recipe that trained on CUDA predicts and evaluates on the CPU (--device cpu, and auto
+    here); a checkpoint without the recorded image spec falls back to the dataset's declared
+    one."""
     run_dir = tmp_path / "run"
     shutil.copytree(digits_run, run_dir)
     recipe = (run_dir / "recipe.toml").read_text()
@@ -150,9 +151,14 @@ def test_a_run_from_a_cuda_machine_or_an_older_checkpoint(digits_run: Path, digi
         code, out, err = run_cli("predict", str(run_dir), str(digit_files), "--device", device)
         assert code == 0, err
         check_reproduces(parse(out), digits_run, head)
+    code, out, err = run_cli("eval", str(run_dir))
+    assert code == 0, err
+    assert json.loads((run_dir / "summary.json").read_text())["device"] == "cpu"
     if not torch.cuda.is_available():
-        code, _, err = run_cli("predict", str(run_dir), str(digit_files), "--device", "cuda")
-        assert code == 2 and "--device cuda: no CUDA device is available" in error_line(err)
+        for command in ("predict", "eval"):
+            paths = [str(digit_files)] if command == "predict" else []
+            code, _, err = run_cli(command, str(run_dir), *paths, "--device", "cuda")
+            assert code == 2 and "--device: 'cuda' was asked for but no CUDA device is available" in error_line(err)
 
 
 def test_an_unfinished_run_needs_a_head(digits_run: Path, digit_files: Path, tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]

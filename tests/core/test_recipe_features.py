@@ -30,7 +30,7 @@ def test_missing_feature_is_named(tmp_path: Path) -> None:
     with pytest.raises(RecipeError) as info:
         load_recipe(path, load_registry(strict=False))
     assert str(info.value) == (
-        f"{path}: [objective #2] name: 'dccm_triplet_mi' needs the backbone feature(s) deep, "
+        f"{path}: [objective.1] name: 'dccm_triplet_mi' needs the backbone feature(s) deep, "
         "shallow, which backbone 'smallcnn' does not provide (it provides: none)"
     )
 

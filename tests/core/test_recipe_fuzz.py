@@ -110,7 +110,7 @@ def test_check_never_raises(
     out, err = capsys.readouterr()
     assert code in (0, 2), (code, err)
     if code == 0:
-        assert ": ok (" in err
+        assert ": ok (" in out and err == ""
     else:
         lines = err.strip().splitlines()
         assert len(lines) == 1, err

@@ -151,6 +151,12 @@ class MisdeclaredClassesDataset(MisdeclaredSizeDataset):
     num_classes = 10
 
 
+class HonoursLimitDataset(MisdeclaredClassesDataset):
+    name = "honours_limit"
+    num_classes = 2
+    honours: ClassVar[frozenset[str]] = frozenset({"root", "limit"})  # limit is the core's, not optional
+
+
 @pytest.mark.parametrize(
     ("kind", "cls", "message"),
     [
@@ -165,6 +171,7 @@ class MisdeclaredClassesDataset(MisdeclaredSizeDataset):
         ("dataset", FloatLabelsDataset, "not int64"),
         ("dataset", MisdeclaredSizeDataset, "images 8x8x1, image_spec\\(\\) says"),
         ("dataset", MisdeclaredClassesDataset, "2 classes, class_count\\(\\) says 10"),
+        ("dataset", HonoursLimitDataset, "honours \\['limit', 'root'\\]: only download, root, verify are optional common keys"),
     ],
 )
 def test_broken_plugins_are_caught(kind: str, cls: type, message: str) -> None:
