@@ -19,6 +19,7 @@ from mihead.contracts import (
 from mihead.data import ViewSource, make_view_source
 from mihead.errors import DataError, RecipeError
 from mihead.model import MultiHeadModel
+from mihead.protocol import Protocol, resolve_protocol, union_data
 from mihead.recipe import Recipe
 
 __all__ = ["Built", "build", "build_declared", "build_model", "prediction_facts"]
@@ -26,7 +27,9 @@ __all__ = ["Built", "build", "build_declared", "build_model", "prediction_facts"
 
 @dataclasses.dataclass
 class Built:
-    """Everything a run needs, made from one recipe."""
+    """Everything a run needs, made from one recipe. ``train_data`` trains the model,
+    ``fit_data`` fits the cluster-to-class mapping and chooses the head, ``eval_data`` is
+    scored, as the recipe's ``protocol`` says (the same object where two roles share images)."""
 
     train_data: ImageData
     eval_data: ImageData
@@ -35,6 +38,8 @@ class Built:
     model: MultiHeadModel
     objectives: list[tuple[str, float, Objective]]
     device: torch.device
+    fit_data: ImageData
+    protocol: Protocol
 
 
 def prediction_facts(built: Built) -> dict[str, object]:
@@ -77,6 +82,10 @@ def build(recipe: Recipe, device: torch.device, rank: int = 0, world_size: int =
     eval_split = recipe.eval.split or dataset.eval_split
     train_data = _load(dataset, train_split, limit)
     eval_data = train_data if eval_split == train_split else _load(dataset, eval_split, limit)
+    protocol = resolve_protocol(recipe.eval.protocol, train_split, eval_split)
+    if protocol.name == "union" and eval_data is not train_data:
+        train_data = eval_data = union_data([(train_split, train_data), (eval_split, eval_data)])
+    fit_data = train_data if protocol.fitted == protocol.trained else eval_data
 
     h, w, c = train_data.images.shape[1:]
     augmenter: Augmenter = recipe.augment.cls(recipe.augment.params, ImageSpec(channels=c, size=h))
@@ -101,7 +110,7 @@ def build(recipe: Recipe, device: torch.device, rank: int = 0, world_size: int =
             "class count; set head.clusters to the number of clusters wanted (at least 2)"
         )
     model, objectives = build_model(recipe, augmenter, clusters, device)
-    return Built(train_data, eval_data, augmenter, source, model, objectives, device)
+    return Built(train_data, eval_data, augmenter, source, model, objectives, device, fit_data, protocol)
 
 
 def build_declared(recipe: Recipe) -> tuple[ImageSpec, int, MultiHeadModel] | None:

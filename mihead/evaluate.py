@@ -1,9 +1,10 @@
-"""Cluster assignments of every head on an evaluation split, and their scores."""
+"""Cluster assignments of every head on an evaluation split, and their scores under the
+recipe's protocol (:mod:`mihead.protocol`)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -12,8 +13,9 @@ from mihead.build import Built
 from mihead.contracts import ImageData
 from mihead.data import ViewSource
 from mihead.device import autocast
-from mihead.metrics import HeadResult, best_matching, confusion, head_result, select_head
+from mihead.metrics import HeadResult, best_matching, confusion, head_result, heads_nmi, select_head
 from mihead.model import MultiHeadModel
+from mihead.protocol import Protocol
 from mihead.recipe import Recipe
 
 __all__ = ["Evaluation", "assign_views", "evaluate", "evaluate_run"]
@@ -47,6 +49,12 @@ class Evaluation:
     for unlabelled data) and ``classes`` are the split's (:class:`ImageData`). What a run
     directory shows of an evaluation (summary.json, the plots, assignments.csv, the gallery)
     is made from these fields alone, in :mod:`mihead.outputs`.
+
+    Under a protocol that fits on other images than it scores (``fit_on_train``),
+    ``fit_heads`` are every head's scores on those images (the head was selected by them) and
+    ``mappings`` each head's cluster -> class map fitted there, with which ``heads``' ACC is
+    scored; both are None when the scored images fit themselves. ``protocol`` is the
+    description recorded in summary.json, ``splits`` the split of each role.
     """
 
     heads: list[HeadResult]
@@ -58,6 +66,10 @@ class Evaluation:
     ids: tuple[str, ...]
     labels: np.ndarray | None
     classes: tuple[str, ...]
+    protocol: str = ""
+    splits: dict[str, str] = dataclasses.field(default_factory=dict)
+    fit_heads: list[HeadResult] | None = None
+    mappings: tuple[dict[int, int], ...] | None = None
 
     @property
     def num_heads(self) -> int:
@@ -68,11 +80,18 @@ class Evaluation:
         return self.classes[label] if 0 <= label < len(self.classes) else str(label)
 
     def matching(self, head: int) -> dict[int, int]:
-        """Head ``head``'s cluster -> class map (Hungarian, the one its ACC is scored with); a
-        cluster left out has no class. Empty without labels."""
+        """Head ``head``'s cluster -> class map (Hungarian, the one its ACC is scored with:
+        fitted on the protocol's images); a cluster left out has no class. Empty without
+        labels."""
+        if self.mappings is not None:
+            return self.mappings[head]
         if self.labels is None:
             return {}
         return best_matching(self.labels, self.assignments[head])
+
+    def heads_nmi(self) -> np.ndarray:
+        """NMI between every pair of main heads' assignments of the scored images [H, H]."""
+        return heads_nmi(self.assignments)
 
     def confusion(self, head: int) -> np.ndarray | None:
         """Counts [classes, clusters] of head ``head`` (None without labels)."""
@@ -92,6 +111,10 @@ class Evaluation:
             "selection": self.selection,
             "best_head": self.best,
             "heads": [dataclasses.asdict(h) for h in self.heads],
+            "heads_nmi": [[round(float(v), 6) for v in row] for row in self.heads_nmi()],
+            "protocol": self.protocol,
+            "splits": self.splits,
+            **({"fit_heads": [dataclasses.asdict(h) for h in self.fit_heads]} if self.fit_heads is not None else {}),
         }
 
     def epoch_metrics(self) -> dict[str, object]:
@@ -102,6 +125,25 @@ class Evaluation:
         }
 
 
+def _assign(
+    model: MultiHeadModel, source: ViewSource, images: np.ndarray, batch_size: int, precision: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every main head's clusters of ``images``: of the evaluation views int64 [H, N], their
+    probabilities float32 [H, N], and of two fixed random views int64 [H, 2, N]."""
+    batches = (torch.cat([view.unsqueeze(0), pair]) for view, pair in source.eval_batches(images, batch_size))
+    clusters, confidence = assign_views(model, batches, precision)  # views: evaluation, two fixed random ones
+    return clusters[:, 0], confidence[:, 0], clusters[:, 1:]
+
+
+def _score(
+    assign: np.ndarray, pair: np.ndarray, labels: np.ndarray | None, clusters: int, mappings: Sequence[dict[int, int]] | None = None
+) -> list[HeadResult]:
+    return [
+        head_result(h, assign[h], pair[h, 0], pair[h, 1], labels, clusters, None if mappings is None else mappings[h])
+        for h in range(len(assign))
+    ]
+
+
 def evaluate(
     model: MultiHeadModel,
     source: ViewSource,
@@ -110,24 +152,49 @@ def evaluate(
     batch_size: int,
     precision: str,
     selection: str,
+    fit: ImageData | None = None,
+    protocol: Protocol | None = None,
 ) -> Evaluation:
-    """Score every head on ``data``; labels, when present, are used here only."""
-    batches = (torch.cat([view.unsqueeze(0), pair]) for view, pair in source.eval_batches(data.images, batch_size))
-    clusters, confidence = assign_views(model, batches, precision)  # views: evaluation, two fixed random ones
-    assign, pair = clusters[:, 0], clusters[:, 1:]
-    results = [
-        head_result(h, assign[h], pair[h, 0], pair[h, 1], data.labels, model.clusters) for h in range(len(assign))
-    ]
-    mode = selection if data.labels is not None else "nmi_zz"
-    selected = select_head(results, mode)
+    """Score every head on ``data``; labels, when present, are used here only. With ``fit``
+    (other images: the protocol's fitting split), the head is chosen on ``fit`` and, when
+    ``fit`` is labelled, each head's cluster-to-class mapping is fitted on it and scores
+    ``data``."""
+    assign, confidence, pair = _assign(model, source, data.images, batch_size, precision)
+    fit_heads, mappings = None, None
+    if fit is not None:
+        fit_assign, _, fit_pair = _assign(model, source, fit.images, batch_size, precision)
+        fit_heads = _score(fit_assign, fit_pair, fit.labels, model.clusters)
+        if fit.labels is not None and data.labels is not None:
+            mappings = tuple(best_matching(fit.labels, fit_assign[h]) for h in range(len(fit_assign)))
+    results = _score(assign, pair, data.labels, model.clusters, mappings)
+    chooser = fit_heads if fit_heads is not None else results
+    mode = selection if chooser[0].acc is not None else "nmi_zz"
+    selected = select_head(chooser, mode)
     best = select_head(results, "best") if data.labels is not None else None
     ids = tuple(data.sample_ids())
-    return Evaluation(results, selected, mode, best, assign, confidence[:, 0], ids, data.labels, data.classes)
+    fit_labelled = fit is None or fit.labels is not None
+    return Evaluation(
+        results,
+        selected,
+        mode,
+        best,
+        assign,
+        confidence,
+        ids,
+        data.labels,
+        data.classes,
+        protocol=protocol.describe(fit_labelled) if protocol else "",
+        splits=protocol.splits() if protocol else {},
+        fit_heads=fit_heads,
+        mappings=mappings,
+    )
 
 
 def evaluate_run(built: Built, recipe: Recipe) -> Evaluation:
-    """A run's evaluation: ``built``'s evaluation split, with the recipe's evaluation batch
+    """A run's evaluation under its protocol: ``built``'s evaluation split scored (with the
+    fitting split's mapping and head when they differ), with the recipe's evaluation batch
     size, precision and head selection."""
+    fit = built.fit_data if built.fit_data is not built.eval_data else None
     return evaluate(
         built.model,
         built.source,
@@ -135,4 +202,6 @@ def evaluate_run(built: Built, recipe: Recipe) -> Evaluation:
         batch_size=recipe.eval.batch_size,
         precision=recipe.train.precision,
         selection=recipe.eval.selection,
+        fit=fit,
+        protocol=built.protocol,
     )

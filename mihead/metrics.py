@@ -12,7 +12,17 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-__all__ = ["HeadResult", "best_matching", "cluster_usage", "confusion", "head_result", "hungarian_accuracy", "select_head"]
+__all__ = [
+    "HeadResult",
+    "best_matching",
+    "cluster_usage",
+    "confusion",
+    "head_result",
+    "heads_nmi",
+    "hungarian_accuracy",
+    "mapped_accuracy",
+    "select_head",
+]
 
 
 def confusion(labels: np.ndarray, assign: np.ndarray, classes: int, clusters: int) -> np.ndarray:
@@ -31,11 +41,16 @@ def best_matching(labels: np.ndarray, assign: np.ndarray) -> dict[int, int]:
     return {int(c): int(r) for r, c in zip(rows, cols, strict=True)}
 
 
+def mapped_accuracy(labels: np.ndarray, assign: np.ndarray, mapping: dict[int, int]) -> float:
+    """Fraction of samples whose cluster maps to their class under ``mapping`` (a cluster
+    the mapping leaves out matches no class); the mapping may come from other images."""
+    mapped = np.array([mapping.get(a, -1) for a in range(int(assign.max()) + 1)])
+    return float(np.mean(mapped[assign] == labels))
+
+
 def hungarian_accuracy(labels: np.ndarray, assign: np.ndarray) -> float:
     """Fraction of samples whose cluster maps to their class under :func:`best_matching`."""
-    mapping = best_matching(labels, assign)
-    mapped = np.array([mapping.get(int(a), -1) for a in range(int(assign.max()) + 1)])
-    return float(np.mean(mapped[assign] == labels))
+    return mapped_accuracy(labels, assign, best_matching(labels, assign))
 
 
 def cluster_usage(assign: np.ndarray, clusters: int) -> tuple[int, float]:
@@ -65,11 +80,18 @@ class HeadResult:
 
 
 def head_result(
-    index: int, assign: np.ndarray, assign_a: np.ndarray, assign_b: np.ndarray, labels: np.ndarray | None, clusters: int
+    index: int,
+    assign: np.ndarray,
+    assign_a: np.ndarray,
+    assign_b: np.ndarray,
+    labels: np.ndarray | None,
+    clusters: int,
+    mapping: dict[int, int] | None = None,
 ) -> HeadResult:
-    """Scores of one head of ``clusters`` clusters: its assignments against the labels,
-    ``nmi_zz``, the NMI between its assignments of two random augmentations of the same
-    images, and its cluster usage."""
+    """Scores of one head of ``clusters`` clusters: its assignments against the labels (ACC
+    under ``mapping``, a cluster-to-class map fitted elsewhere, else the Hungarian matching on
+    these labels; NMI and ARI need none), ``nmi_zz``, the NMI between its assignments of two
+    random augmentations of the same images, and its cluster usage."""
     # scikit-learn scores two constant labellings 1.0; a head that puts everything in one
     # cluster carries no information and must not win the unsupervised head selection
     collapsed = len(np.unique(assign_a)) < 2 or len(np.unique(assign_b)) < 2
@@ -79,7 +101,7 @@ def head_result(
         return HeadResult(index, None, None, None, zz, clusters, used, entropy)
     return HeadResult(
         index,
-        hungarian_accuracy(labels, assign),
+        hungarian_accuracy(labels, assign) if mapping is None else mapped_accuracy(labels, assign, mapping),
         float(normalized_mutual_info_score(labels, assign)),
         float(adjusted_rand_score(labels, assign)),
         zz,
@@ -95,3 +117,15 @@ def select_head(results: list[HeadResult], selection: str) -> int:
     if selection == "best" and results[0].acc is not None:
         return max(results, key=lambda r: r.acc or 0.0).index
     return max(results, key=lambda r: r.nmi_zz).index
+
+
+def heads_nmi(assignments: np.ndarray) -> np.ndarray:
+    """NMI between every pair of heads' assignments int [H, N] -> float [H, H] (symmetric,
+    1 on the diagonal): how alike the heads' solutions are (DHOG's Figure 2 point, "without
+    cross-head MI minimisation later heads converge to similar solutions")."""
+    heads = len(assignments)
+    table = np.eye(heads)
+    for i in range(heads):
+        for j in range(i):
+            table[i, j] = table[j, i] = normalized_mutual_info_score(assignments[i], assignments[j])
+    return table

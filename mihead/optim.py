@@ -13,7 +13,8 @@ __all__ = ["learning_rate", "make_optimizer"]
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], train: TrainParams) -> torch.optim.Optimizer:
-    """The optimiser ``train.optimizer`` with the recipe's lr, weight decay and momentum. On
+    """The optimiser ``train.optimizer`` with the recipe's lr, weight decay and momentum (and
+    RMSprop's ``rmsprop_alpha``, the smoothing constant of its squared-gradient average). On
     CUDA, Adam and SGD use torch's fused kernels (one launch updates every parameter, and the
     step count stays on the device)."""
     params = list(params)
@@ -26,7 +27,7 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], train: TrainParams) -> 
         )
     if train.optimizer == "rmsprop":
         return torch.optim.RMSprop(
-            params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
+            params, lr=train.lr, alpha=train.rmsprop_alpha, momentum=train.momentum, weight_decay=train.weight_decay
         )
     raise ValueError(f"unknown optimizer {train.optimizer!r}")
 

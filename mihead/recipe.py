@@ -38,6 +38,7 @@ from mihead.contracts import (
 )
 from mihead.errors import PluginError, RecipeError
 from mihead.plugins import Registered, Registry
+from mihead.protocol import PROTOCOLS
 
 __all__ = [
     "EvalParams",
@@ -72,6 +73,9 @@ class TrainParams(Params):
     lr: float = param(1e-3, "peak learning rate", gt=0)
     weight_decay: float = param(0.0, "L2 weight decay", ge=0)
     momentum: float = param(0.9, "momentum (sgd, rmsprop)", ge=0, lt=1)
+    rmsprop_alpha: float = param(
+        0.99, "rmsprop: decay of the running mean of squared gradients (torch's default 0.99; DCCM's code 0.9)", gt=0, lt=1
+    )
     schedule: str = param("cosine", "learning-rate schedule", choices=("cosine", "constant"))
     warmup_steps: int = param(0, "steps of linear warm-up before the schedule", ge=0)
     min_lr_ratio: float = param(0.0, "final learning rate as a fraction of lr (cosine)", ge=0, le=1)
@@ -94,6 +98,13 @@ class EvalParams(Params):
         "nmi_zz",
         "head reported: nmi_zz = unsupervised, best = posthoc by labels",
         choices=("nmi_zz", "best"),
+    )
+    protocol: str = param(
+        "split",
+        "which images fit the cluster-to-class mapping and choose the head, which are scored: split = "
+        "the evaluation split alone; fit_on_train = fitted on the training split, the evaluation split "
+        "scored (DHOG's); union = trained, fitted and scored on both splits together (IIC's, DCCM's)",
+        choices=PROTOCOLS,
     )
     batch_size: int = param(1024, "images per evaluation batch", ge=1)
     gallery_images: int = param(12, "most confident images shown per cluster in gallery.png", ge=1, le=50)

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LOG_FILE", "CurvePoint", "learning_curve", "read_log"]
+__all__ = ["LOG_FILE", "CurvePoint", "head_curves", "learning_curve", "read_log"]
 
 LOG_FILE = "metrics.jsonl"
 
@@ -70,3 +70,11 @@ def learning_curve(records: list[dict[str, Any]]) -> list[CurvePoint]:
             )
         )
     return points
+
+
+def head_curves(records: list[dict[str, Any]], metric: str) -> list[list[float | None]]:
+    """Each head's ``metric`` (e.g. "acc", "nmi_zz") at every evaluated epoch of ``records``:
+    one list per head, in the order of :func:`learning_curve` (None where it was not logged)."""
+    evaluated = [r["eval"]["heads"] for r in records if "eval" in r]
+    heads = max((len(e) for e in evaluated), default=0)
+    return [[e[h].get(metric) if h < len(e) else None for e in evaluated] for h in range(heads)]

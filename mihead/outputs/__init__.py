@@ -2,7 +2,7 @@
 end of training) and ``mihead eval``, and read back by ``mihead predict``:
 
     summary.json       scores of every head and the training facts (:mod:`.summary`)
-    heads.png, confusion.png, training.png   the plots (:mod:`.plots`)
+    heads.png, heads_nmi.png, confusion.png, training.png   the plots (:mod:`.plots`)
     assignments.csv    each evaluation image's cluster in every head (:mod:`.assignments`)
     gallery.png        the shown head's clusters, largest first, and their most confident
                        images; gallery-2.png, ... past one file's size (:mod:`.gallery`)
@@ -23,7 +23,7 @@ from mihead.errors import UsageError
 from mihead.evaluate import Evaluation
 from mihead.outputs.assignments import write_assignments
 from mihead.outputs.gallery import write_gallery
-from mihead.outputs.plots import plot_confusion, plot_heads, plot_training
+from mihead.outputs.plots import plot_confusion, plot_heads, plot_heads_nmi, plot_training
 from mihead.outputs.summary import training_facts, write_summary
 from mihead.outputs.table import print_results
 from mihead.training_log import read_log
@@ -47,6 +47,7 @@ def write_outputs(
     shown = evaluation.selected if head is None else check_head(head, evaluation.num_heads)
     summary = write_summary(run_dir, evaluation, facts)
     plot_heads(evaluation, run_dir / "heads.png")
+    plot_heads_nmi(evaluation, run_dir / "heads_nmi.png")
     if evaluation.labels is not None:
         plot_confusion(evaluation, run_dir / "confusion.png")
     records = [record for _, record in read_log(run_dir)]

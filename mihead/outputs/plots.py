@@ -1,5 +1,6 @@
-"""heads.png (per-head scores), confusion.png (the reported head's confusion matrix) and
-training.png (loss terms and scores against training time)."""
+"""heads.png (per-head scores), heads_nmi.png (how alike the heads' assignments are),
+confusion.png (the reported head's confusion matrix) and training.png (loss terms and scores
+against training time)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from scipy.optimize import linear_sum_assignment  # noqa: E402
 
 from mihead.evaluate import Evaluation  # noqa: E402
 from mihead.outputs.files import write_atomically  # noqa: E402
-from mihead.training_log import learning_curve  # noqa: E402
+from mihead.training_log import head_curves, learning_curve  # noqa: E402
 
-__all__ = ["plot_confusion", "plot_heads", "plot_training"]
+__all__ = ["plot_confusion", "plot_heads", "plot_heads_nmi", "plot_training"]
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -48,12 +48,38 @@ def plot_heads(evaluation: Evaluation, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_heads_nmi(evaluation: Evaluation, path: Path) -> None:
+    """The NMI between every pair of heads' assignments, as a matrix with its values: near 1,
+    two heads found the same grouping; DHOG's push is meant to keep them apart."""
+    table = evaluation.heads_nmi()
+    heads = len(table)
+    side = 0.5 * heads + 2.2
+    fig, ax = plt.subplots(figsize=(side + 0.8, side), dpi=120)
+    image = ax.imshow(table, cmap="viridis", vmin=0, vmax=1)
+    if heads <= 16:
+        for i in range(heads):
+            for j in range(heads):
+                ax.text(j, i, f"{table[i, j]:.2f}", ha="center", va="center", fontsize=6, color="k" if table[i, j] > 0.6 else "w")
+    ax.set_xticks(range(heads))
+    ax.set_yticks(range(heads))
+    ax.set_xlabel("head")
+    ax.set_ylabel("head")
+    off = table[~np.eye(heads, dtype=bool)]
+    mean = f", mean off-diagonal {off.mean():.2f}" if off.size else ""
+    ax.set_title(f"NMI between heads' assignments{mean}", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
 def plot_confusion(evaluation: Evaluation, path: Path) -> None:
-    """Row-normalised confusion of the reported head, clusters ordered by their matched class."""
+    """Row-normalised confusion of the reported head, clusters ordered by their matched class
+    (the mapping its ACC is scored with, which the protocol may have fitted on other images)."""
     table = evaluation.confusion(evaluation.selected)
     assert table is not None
-    _, cols = linear_sum_assignment(table, maximize=True)
-    order = list(cols) + [c for c in range(table.shape[1]) if c not in set(cols)]
+    matched = [c for c, _ in sorted(evaluation.matching(evaluation.selected).items(), key=lambda item: item[1])]
+    order = matched + [c for c in range(table.shape[1]) if c not in set(matched)]
     table = table[:, order]
     norm = table / np.maximum(table.sum(1, keepdims=True), 1)
     n = table.shape[0]
@@ -72,7 +98,8 @@ def plot_confusion(evaluation: Evaluation, path: Path) -> None:
 
 def plot_training(records: list[dict[str, Any]], path: Path) -> None:
     """Each loss term per epoch, and the reported head's accuracy (the best head's dashed; NMI(z,
-    z') without labels) at each evaluated epoch, against minutes of training."""
+    z') without labels) at each evaluated epoch, against minutes of training; with more than
+    one evaluated epoch, each head's own curve in thin grey lines behind them."""
     fig, (losses, scores) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=120)
     minutes = [r["seconds"] / 60 for r in records]
     for term in records[0]["losses"]:
@@ -82,7 +109,12 @@ def plot_training(records: list[dict[str, Any]], path: Path) -> None:
     losses.legend(fontsize=7, frameon=False)
     curve = learning_curve(records)
     at = [p.seconds / 60 for p in curve]
-    if curve and curve[0].acc is not None:
+    labelled = bool(curve) and curve[0].acc is not None
+    if len(curve) > 1:
+        per_head = head_curves(records, "acc" if labelled else "nmi_zz")
+        for h, values in enumerate(per_head):
+            scores.plot(at, values, "-", lw=0.7, color="0.6", label="each head" if h == 0 else None, zorder=1)
+    if labelled:
         scores.plot(at, [p.acc for p in curve], "o-", ms=3, label="reported head")
         scores.plot(at, [p.best_acc for p in curve], "--", lw=1, label="best head")
         scores.set_title("Accuracy")

@@ -32,6 +32,8 @@ def print_results(console: Console, evaluation: Evaluation, summary: dict[str, A
         cells = (str(h.index), _fmt(h.acc), _fmt(h.nmi), _fmt(h.ari), _fmt(h.nmi_zz), *usage, mark)
         table.add_row(*cells, style="bold" if h.index == evaluation.selected else None)
     console.print(table)
+    if evaluation.protocol:
+        console.print(f"protocol {evaluation.protocol}", highlight=False)
     chosen = evaluation.heads[evaluation.selected]
     console.print(f"head {evaluation.selected}: ACC {_fmt(chosen.acc)}  NMI {_fmt(chosen.nmi)}  ARI {_fmt(chosen.ari)}")
     console.print(

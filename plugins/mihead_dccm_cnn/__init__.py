@@ -19,7 +19,9 @@ what makes the last pooling leave a 1x1 map of 256 channels for the first fc lay
 
 The last row of the table, Linear(64, c) SoftMax, is the head: use the ``mlp`` head with
 ``hidden = 0``; the authors' released code also batch-normalises the logits, the ``mlp`` head's
-``logit_batchnorm`` (see its docstring and docs/dccm.md). The heads attach to D. Other input sizes use the table whose size is the
+``logit_batchnorm`` (see its docstring and docs/dccm.md). ``batchnorm_stats = "batch"``
+normalises with each batch's own statistics in evaluation too, as every batch norm of the
+authors' code does (``track_running_stats=False``); the default uses the running statistics. The heads attach to D. Other input sizes use the table whose size is the
 largest not above the input, with a global average pool after the last pooling (a no-op at
 the table's own sizes).
 """
@@ -44,14 +46,20 @@ _SIZES = (32, 64, 96)
 class DCCMCNNParams(Params):
     arch: str = param("auto", "Table 4 column: input size 32, 64 or 96 (auto = from the images)", choices=("auto", "32", "64", "96"))
     deep: int = param(0, "width of the deep fc layer D (0 = Table 4's: 64, or 256 for the 64x64 net)", ge=0)
+    batchnorm_stats: str = param(
+        "running",
+        "what the batch norms use at evaluation: running = the statistics gathered in training, "
+        "batch = each batch's own statistics always (DCCM's released code)",
+        choices=("running", "batch"),
+    )
 
 
-def _conv(c_in: int, c_out: int, k: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, k, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
-
-
-def _layers(arch: int, channels: int) -> tuple[list[nn.Module], list[nn.Module], int]:
+def _layers(arch: int, channels: int, running: bool) -> tuple[list[nn.Module], list[nn.Module], int]:
     """The conv layers up to S, those after S, and Table 4's width of D."""
+
+    def _conv(c_in: int, c_out: int, k: int) -> list[nn.Module]:
+        return [nn.Conv2d(c_in, c_out, k, bias=False), nn.BatchNorm2d(c_out, track_running_stats=running), nn.ReLU(inplace=True)]
+
     if arch == 32:
         to_shallow = _conv(channels, 64, 3) + _conv(64, 64, 3)
         rest = [nn.MaxPool2d(2, 2), *_conv(64, 128, 3), nn.MaxPool2d(2, 2), *_conv(128, 256, 3), nn.AvgPool2d(4, 2)]
@@ -81,12 +89,13 @@ class DCCMCNN(Backbone):
                 f"[backbone] arch: dccm_cnn's {arch}x{arch} network needs images of at least {arch} "
                 f"pixels a side, got {image.size} (the augmenter's output)"
             )
-        to_shallow, rest, deep = _layers(arch, image.channels)
+        running = params.batchnorm_stats == "running"
+        to_shallow, rest, deep = _layers(arch, image.channels, running)
         self.arch = arch
         self.to_shallow = nn.Sequential(*to_shallow)
         self.rest = nn.Sequential(*rest)
         self._deep = params.deep or deep
-        self.fc = nn.Sequential(nn.Linear(256, self._deep, bias=False), nn.BatchNorm1d(self._deep), nn.ReLU(inplace=True))
+        self.fc = nn.Sequential(nn.Linear(256, self._deep, bias=False), nn.BatchNorm1d(self._deep, track_running_stats=running), nn.ReLU(inplace=True))
 
     @property
     def attach_channels(self) -> list[int]:

@@ -18,7 +18,12 @@ How it applies to mihead's outputs:
 * ``from_original = false``: each view's labels come from its own (detached) predictions.
   ``from_original = true``: the labels and mask of view 0 supervise every view, and the term is
   eq. 15's L_PL + L'_PL (view 0's loss plus the mean over views 1..V-1); set
-  ``augment.original_view = true`` so that view 0 is the untransformed image.
+  ``augment.original_view = true`` so that view 0 is the untransformed image;
+* ``loss = "cross_entropy"`` (default) is the paper's l_l. ``loss = "bce"`` is the authors'
+  released code (github.com/Cory-M/DCCM, ``utils/util.py`` ``WeightedBCE``): the binary
+  cross-entropy of each of the K probabilities against the one-hot label, averaged over the K
+  clusters, -(1/K) sum_k [y_ik log z_ik + (1 - y_ik) log(1 - z_ik)], in place of -log z_{i, y_i};
+  it is about K/2 times smaller at the same weight (docs/dccm.md, "Paper and released code").
 """
 
 from __future__ import annotations
@@ -41,6 +46,12 @@ class DCCMLabelParams(ObjectiveParams):
         "take the pseudo-labels from view 0 (the untransformed image with augment.original_view) "
         "and supervise every view with them (eq. 12); false = each view supervises itself",
     )
+    loss: str = param(
+        "cross_entropy",
+        "l_l: cross_entropy = -log z of the label (the paper); bce = binary cross-entropy of every "
+        "cluster's probability against the one-hot label, averaged over clusters (the authors' code)",
+        choices=("cross_entropy", "bce"),
+    )
 
 
 def confident_cross_entropy(z: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -50,9 +61,22 @@ def confident_cross_entropy(z: torch.Tensor, labels: torch.Tensor, mask: torch.T
         return -(mask * picked.clamp_min(EPS).log()).sum(-1) / z.shape[-2]
 
 
+def confident_binary_cross_entropy(z: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """sum_i mask_i * mean_k BCE(z[i, k], onehot(labels_i)[k]) / B for probabilities [..., B, K] -> [...]."""
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        z = z.float()
+        onehot = torch.nn.functional.one_hot(labels, z.shape[-1]).to(z.dtype)
+        bce = -(onehot * z.clamp_min(EPS).log() + (1 - onehot) * (1 - z).clamp_min(EPS).log()).mean(-1)
+        return (mask * bce).sum(-1) / z.shape[-2]
+
+
+_LOSSES = {"cross_entropy": confident_cross_entropy, "bce": confident_binary_cross_entropy}
+
+
 class DCCMLabel(Objective):
-    """Cross-entropy of the prediction vectors against their confident argmax pseudo-labels,
-    averaged over main heads (see the module docstring)."""
+    """Cross-entropy (or the released code's binary cross-entropy) of the prediction vectors
+    against their confident argmax pseudo-labels, averaged over main heads (see the module
+    docstring)."""
 
     name = "dccm_label"
     Params = DCCMLabelParams
@@ -61,7 +85,7 @@ class DCCMLabel(Objective):
     def forward(self, outputs: ModelOutputs) -> torch.Tensor:
         probs = outputs.probs
         labels, mask = pseudo_labels(reference_probs(probs, self.params.from_original), self.params.thres2)
-        per_view = confident_cross_entropy(probs, labels, mask)  # [H, V]
+        per_view = _LOSSES[self.params.loss](probs, labels, mask)  # [H, V]
         return combine_views(per_view, self.params.from_original).mean()
 
 

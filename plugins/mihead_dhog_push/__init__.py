@@ -24,15 +24,31 @@ Joint tables are not symmetrised: unlike two views of one head, (c_i, c_j) are t
 variables, and (P + P^T)/2 would mix their marginals. MI(P) = MI(P^T), so the order of the
 pair does not change the value. Only the main heads are pushed: "We repeat each head with an
 overclustering head that does not play a part in the cross-head MI minimisation."
+
+``scale``: eq. 4 divides head i's summed MI by i (``head_index``, the default), while the text
+says the scaling "directly tracks the number of comparisons made for each head", which is
+i - 1; ``comparisons`` divides by i - 1, so that each head's push is its mean MI with the
+earlier heads (the first head, with none, contributes nothing either way).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from mihead import hookimpl
-from mihead.contracts import ModelOutputs, Objective, ObjectiveParams
+from mihead.contracts import ModelOutputs, Objective, ObjectiveParams, param
 from mihead.mi import joint_table, mutual_information
+
+
+@dataclasses.dataclass(frozen=True)
+class DHOGPushParams(ObjectiveParams):
+    scale: str = param(
+        "head_index",
+        "divide head i's summed cross-head MI by: head_index = i (eq. 4), comparisons = i - 1 (its mean over earlier heads)",
+        choices=("head_index", "comparisons"),
+    )
 
 
 def cross_head_mi(probs: torch.Tensor) -> torch.Tensor:
@@ -45,22 +61,24 @@ def cross_head_mi(probs: torch.Tensor) -> torch.Tensor:
     return table.index_put((later, earlier), mi)
 
 
-def push(probs: torch.Tensor) -> torch.Tensor:
+def push(probs: torch.Tensor, scale: str = "head_index") -> torch.Tensor:
     """MI_push of eq. 4 for probs [H, V, B, K], averaged over views: head i (from 1) sums
-    its MI with heads 1..i-1, divided by i."""
+    its MI with heads 1..i-1, divided by i (or by i - 1 with ``scale = "comparisons"``)."""
     mi = cross_head_mi(probs)  # [H, H, V]
     index = torch.arange(1, probs.shape[0] + 1, device=probs.device, dtype=mi.dtype)
-    return (mi.sum(1) / index[:, None]).sum(0).mean()
+    divisor = index if scale == "head_index" else (index - 1).clamp_min(1)
+    return (mi.sum(1) / divisor[:, None]).sum(0).mean()
 
 
 class DHOGPush(Objective):
     """+MI_push over the main heads in hierarchy order (minimised: pushes heads apart)."""
 
     name = "dhog_push"
-    Params = ObjectiveParams
+    Params = DHOGPushParams
+    params: DHOGPushParams
 
     def forward(self, outputs: ModelOutputs) -> torch.Tensor:
-        return push(outputs.probs)
+        return push(outputs.probs, self.params.scale)
 
 
 @hookimpl

@@ -12,6 +12,12 @@ graph loss then pulls into one cluster. Standardised logits spread the first pre
 (recipes/dccm_digits.toml's first batch: 0.5 % of the pairs are edges instead of 60 %), and
 each logit has a zero batch mean, so no cluster can win every sample (docs/dccm.md, "Learning
 check").
+
+``batchnorm_stats`` says what the head's batch norms normalise with at evaluation: "running"
+(torch's default) uses the running mean and variance gathered in training, "batch" the
+statistics of each evaluated batch, in training and evaluation alike (``track_running_stats =
+False``), as every batch norm of DCCM's released code does; a prediction then depends on the
+other images of its batch.
 """
 
 from __future__ import annotations
@@ -32,6 +38,12 @@ class MLPHeadParams(HeadParams):
     logit_batchnorm: bool = param(
         False, "batch normalisation of the logits before the softmax (DCCM's released code, not its paper)"
     )
+    batchnorm_stats: str = param(
+        "running",
+        "what the batch norms use at evaluation: running = the statistics gathered in training, "
+        "batch = each batch's own statistics always (DCCM's released code)",
+        choices=("running", "batch"),
+    )
 
 
 class MLPHead(Head):
@@ -44,14 +56,15 @@ class MLPHead(Head):
     def __init__(self, params: MLPHeadParams, in_channels: int, clusters: int) -> None:
         super().__init__(params, in_channels, clusters)
         layers: list[nn.Module] = []
+        running = params.batchnorm_stats == "running"
         if params.hidden:
             layers.append(nn.Linear(in_channels, params.hidden))
             if params.batchnorm:
-                layers.append(nn.BatchNorm1d(params.hidden))
+                layers.append(nn.BatchNorm1d(params.hidden, track_running_stats=running))
             layers.append(nn.ReLU(inplace=True))
         layers.append(nn.Linear(params.hidden or in_channels, clusters))
         if params.logit_batchnorm:
-            layers.append(nn.BatchNorm1d(clusters))
+            layers.append(nn.BatchNorm1d(clusters, track_running_stats=running))
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

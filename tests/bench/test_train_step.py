@@ -61,15 +61,15 @@ def test_augment_makes_views_on_the_device_in_the_step(bench: ModuleType, capsys
 def test_naive_loss_matches_batched_on_sharp_probabilities(bench: ModuleType) -> None:
     """The naive loss against the real objectives on one-hot-like assignments whose MI is
     known: views that agree exactly on a uniform assignment of K clusters give MI = log K."""
-    from mihead.contracts import ModelOutputs, ObjectiveContext, ObjectiveParams
-    from mihead_dhog_push import DHOGPush
+    from mihead.contracts import ModelOutputs, ObjectiveContext
+    from mihead_dhog_push import DHOGPush, DHOGPushParams
     from mihead_iic import IIC, IICParams
 
     k, heads, views, batch = 4, 3, 2, 400
     labels = torch.arange(batch) % k
     probs = torch.nn.functional.one_hot(labels, k).float().expand(heads, views, batch, k).clone()
     context = ObjectiveContext(heads=heads, views=views, clusters=k, overclusters=0, feature_channels={})
-    terms = [("iic", 1.0, IIC(IICParams(), context)), ("dhog_push", 0.05, DHOGPush(ObjectiveParams(), context))]
+    terms = [("iic", 1.0, IIC(IICParams(), context)), ("dhog_push", 0.05, DHOGPush(DHOGPushParams(), context))]
     outputs = ModelOutputs(probs=probs, over_probs=None, features={})
     # pull: -log K; push: heads 2 and 3 each share log K with every earlier head -> (1/2 + 2/3) log K
     expected = -torch.log(torch.tensor(float(k))) * (1 - 0.05 * (1 / 2 + 2 / 3))

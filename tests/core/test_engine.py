@@ -16,6 +16,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from rich.console import Console
@@ -30,7 +31,7 @@ from mihead.plugins import load_registry
 from mihead.recipe import TrainParams, load_recipe
 
 DESIGN_SUMMARY_KEYS = {
-    "acc", "nmi", "ari", "selected_head", "selection", "heads",
+    "acc", "nmi", "ari", "selected_head", "selection", "heads", "heads_nmi", "protocol",
     "epochs", "steps", "seconds", "images_per_second", "device",
 }
 HEAD_KEYS = {"index", "acc", "nmi", "ari", "nmi_zz", "clusters", "clusters_used", "usage_entropy"}
@@ -60,10 +61,11 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_run_directory_files(tiny_run: Path, registry) -> None:  # type: ignore[no-untyped-def]
     names = {p.name for p in tiny_run.iterdir()}
-    assert {"recipe.toml", "plugins.json", "metrics.jsonl", "checkpoint.pt", "summary.json", "heads.png", "confusion.png", "training.png", "assignments.csv", "gallery.png"} <= names
+    assert {"recipe.toml", "plugins.json", "metrics.jsonl", "checkpoint.pt", "summary.json", "heads.png", "heads_nmi.png", "confusion.png", "training.png", "assignments.csv", "gallery.png"} <= names
     assert not [n for n in names if n.endswith(".tmp")]
     assert "checkpoint.prev.pt" in names  # two checkpoints were written, the older one kept
     assert (tiny_run / "heads.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tiny_run / "heads_nmi.png").read_bytes()[:4] == b"\x89PNG"
     assert (tiny_run / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert (tiny_run / "training.png").read_bytes()[:4] == b"\x89PNG"
     assert (tiny_run / "gallery.png").read_bytes()[:4] == b"\x89PNG"
@@ -98,6 +100,9 @@ def test_summary_keys(tiny_run: Path) -> None:
     summary = json.loads((tiny_run / "summary.json").read_text())
     assert DESIGN_SUMMARY_KEYS <= set(summary)
     assert summary["epochs"] == 2 and summary["steps"] == 4 and summary["device"] == "cpu"
+    assert summary["protocol"] == "split: mapping fitted and head chosen on all, scored on all; trained on all"
+    nmi = np.array(summary["heads_nmi"])
+    assert nmi.shape == (2, 2) and np.allclose(np.diag(nmi), 1) and nmi[0, 1] == nmi[1, 0]
     assert summary["selection"] == "nmi_zz" and isinstance(summary["selected_head"], int)
     assert summary["seconds"] > 0 and summary["images_per_second"] > 0
     assert [set(h) for h in summary["heads"]] == [HEAD_KEYS, HEAD_KEYS]

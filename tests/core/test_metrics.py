@@ -10,7 +10,17 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from mihead.metrics import HeadResult, best_matching, cluster_usage, confusion, head_result, hungarian_accuracy, select_head
+from mihead.metrics import (
+    HeadResult,
+    best_matching,
+    cluster_usage,
+    confusion,
+    head_result,
+    heads_nmi,
+    hungarian_accuracy,
+    mapped_accuracy,
+    select_head,
+)
 
 
 def brute_force_accuracy(labels: np.ndarray, assign: np.ndarray) -> float:
@@ -144,3 +154,29 @@ def test_evaluate_on_unlabelled_data(registry) -> None:  # type: ignore[no-untyp
     assert labelled.selected == max(labelled.heads, key=lambda h: h.acc).index
     # the label-free scores do not depend on the labels
     assert [h.nmi_zz for h in labelled.heads] == [h.nmi_zz for h in result.heads]
+
+
+def test_mapped_accuracy_uses_the_given_map() -> None:
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    assign = np.array([1, 1, 0, 2, 2, 3])
+    # cluster 1 -> class 0, 0 -> 1, 2 -> 2; cluster 3 has no class
+    assert mapped_accuracy(labels, assign, {1: 0, 0: 1, 2: 2}) == pytest.approx(4 / 6)
+    assert mapped_accuracy(labels, assign, {0: 0, 1: 1}) == 0.0
+    assert hungarian_accuracy(labels, assign) == mapped_accuracy(labels, assign, best_matching(labels, assign))
+
+
+def test_heads_nmi_against_a_direct_computation() -> None:
+    """Every pair's entry is the NMI of the two heads' assignments (the direct contingency
+    formula above and scikit-learn agree); symmetric, 1 on the diagonal; a relabelled copy of
+    a head scores 1 with it."""
+    rng = np.random.default_rng(3)
+    first = rng.integers(0, 5, 300)
+    assignments = np.stack([first, (first + 2) % 5, rng.integers(0, 5, 300), np.where(rng.random(300) < 0.7, first, 4)])
+    table = heads_nmi(assignments)
+    assert table.shape == (4, 4)
+    np.testing.assert_allclose(np.diag(table), 1.0)
+    for i, j in itertools.combinations(range(4), 2):
+        assert table[i, j] == table[j, i] == pytest.approx(direct_nmi(assignments[i], assignments[j]))
+        assert table[i, j] == pytest.approx(normalized_mutual_info_score(assignments[i], assignments[j]))
+    assert table[0, 1] == pytest.approx(1.0) and table[0, 2] < 0.05 and 0.3 < table[0, 3] < 0.95
+

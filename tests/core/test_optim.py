@@ -60,3 +60,22 @@ def test_fused_kernels_only_for_cuda_parameters(name: str) -> None:
     if torch.cuda.is_available():  # the GPU machine's run of the suite; CI has none
         gpu = make_optimizer([torch.nn.Parameter(torch.zeros(3, device="cuda"))], TrainParams(optimizer=name))
         assert gpu.defaults.get("fused") is (True if name in ("adam", "sgd") else None)
+
+
+@pytest.mark.parametrize("alpha", [0.99, 0.9])
+def test_rmsprop_alpha_against_a_direct_computation(alpha: float) -> None:
+    """Two RMSprop steps (momentum 0) on loss = sum(w^2 * c): v <- alpha v + (1 - alpha) g^2,
+    w <- w - lr g / (sqrt(v) + eps), as torch documents, with the recipe's rmsprop_alpha."""
+    c = torch.tensor([1.0, 2.0, 3.0])
+    w = torch.nn.Parameter(torch.tensor([1.0, -0.5, 2.0]))
+    opt = make_optimizer([w], TrainParams(optimizer="rmsprop", lr=0.1, momentum=0.0, rmsprop_alpha=alpha))
+    expected, v = w.detach().clone(), torch.zeros(3)
+    for _ in range(2):
+        opt.zero_grad()
+        (w.pow(2) * c).sum().backward()
+        opt.step()
+        g = 2 * expected * c
+        v = alpha * v + (1 - alpha) * g * g
+        expected = expected - 0.1 * g / (v.sqrt() + 1e-8)
+    torch.testing.assert_close(w.detach(), expected)
+    assert opt.param_groups[0]["alpha"] == alpha

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mihead.outputs.plots import plot_training
-from mihead.training_log import CurvePoint, learning_curve, read_log
+from mihead.training_log import CurvePoint, head_curves, learning_curve, read_log
 
 
 def record(epoch: int, accs: list[float | None] | None, selected: int = 0) -> dict[str, Any]:
@@ -39,6 +39,14 @@ def test_learning_curve_keeps_evaluated_epochs_with_reported_and_best_heads() ->
     ]
     unlabelled = learning_curve([record(1, [None, None], selected=1)])
     assert unlabelled == [CurvePoint(epoch=1, step=10, seconds=30.0, selected=1, acc=None, nmi=None, nmi_zz=0.6, best_acc=None)]
+
+
+def test_head_curves_follow_each_head_over_the_evaluated_epochs() -> None:
+    records = [record(1, None), record(2, [0.3, 0.45]), record(3, None), record(4, [0.62, 0.5])]
+    assert head_curves(records, "acc") == [[0.3, 0.62], [0.45, 0.5]]
+    assert head_curves(records, "nmi_zz") == [[0.5, 0.5], [0.6, 0.6]]
+    assert head_curves([record(1, [None, None])], "acc") == [[None], [None]]
+    assert head_curves([record(1, None)], "acc") == []
 
 
 @pytest.mark.parametrize("accs", [[0.3, 0.4], [None, None]], ids=["labelled", "unlabelled"])

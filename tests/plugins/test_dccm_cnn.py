@@ -53,3 +53,19 @@ def test_too_small_images_are_a_clear_error() -> None:
         DCCMCNN(DCCMCNNParams(), ImageSpec(channels=1, size=8))
     with pytest.raises(RecipeError, match="at least 96 pixels"):
         DCCMCNN(DCCMCNNParams(arch="96"), ImageSpec(channels=3, size=64))
+
+
+@pytest.mark.parametrize(("stats", "tracked"), [("running", True), ("batch", False)])
+def test_every_batchnorm_follows_batchnorm_stats(stats: str, tracked: bool) -> None:
+    """batchnorm_stats = "batch": every batch norm normalises with its batch's statistics in
+    evaluation too, as all of the authors' code's do (track_running_stats=False), so an image's
+    deep feature depends on its batch; "running" keeps torch's default."""
+    torch.manual_seed(0)
+    net = DCCMCNN(DCCMCNNParams(batchnorm_stats=stats), ImageSpec(channels=3, size=32)).eval()
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(norms) == 5 and all(m.track_running_stats is tracked for m in norms)
+    images = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        alone = net(images[:2]).features["deep"]
+        together = net(images).features["deep"][:2]
+    assert torch.allclose(alone, together, atol=1e-5) is tracked

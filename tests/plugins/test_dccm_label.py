@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -20,18 +22,29 @@ def numpy_label_loss(z: np.ndarray, ref: np.ndarray, thres: float) -> float:
     return total / len(z)
 
 
+def numpy_label_bce(z: np.ndarray, ref: np.ndarray, thres: float) -> float:
+    """The authors' released code (WeightedBCE): per sample, the mean over the K clusters of
+    the binary cross-entropy against the one-hot label, weighted by confidence, mean over B."""
+    total = 0.0
+    for i in range(len(z)):
+        if ref[i].max() >= thres:
+            onehot = np.eye(z.shape[1])[ref[i].argmax()]
+            total += -np.mean(onehot * np.log(z[i]) + (1 - onehot) * np.log(1 - z[i]))
+    return total / len(z)
+
+
 @pytest.mark.parametrize("from_original", [False, True])
-def test_matches_numpy(from_original: bool) -> None:
+@pytest.mark.parametrize(("loss", "numpy_loss"), [("cross_entropy", numpy_label_loss), ("bce", numpy_label_bce)])
+def test_matches_numpy(from_original: bool, loss: str, numpy_loss: Callable[[np.ndarray, np.ndarray, float], float]) -> None:
     g = torch.Generator().manual_seed(1)
     p = (torch.randn(2, 3, 8, 4, generator=g) * 3).softmax(-1)
-    loss = DCCMLabel(DCCMLabelParams(thres2=0.7, from_original=from_original), CTX)(ModelOutputs(p, None, {}))
+    params = DCCMLabelParams(thres2=0.7, from_original=from_original, loss=loss)
+    result = DCCMLabel(params, CTX)(ModelOutputs(p, None, {}))
     pn = p.double().numpy()
-    per = np.array(
-        [[numpy_label_loss(pn[h, v], pn[h, 0 if from_original else v], 0.7) for v in range(3)] for h in range(2)]
-    )
+    per = np.array([[numpy_loss(pn[h, v], pn[h, 0 if from_original else v], 0.7) for v in range(3)] for h in range(2)])
     expected = (per[:, 0] + per[:, 1:].mean(1)).mean() if from_original else per.mean()
     assert 0 < expected
-    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert result.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_only_confident_samples_contribute() -> None:
@@ -58,3 +71,14 @@ def test_labels_of_view_zero_supervise_the_transformed_view() -> None:
     p = torch.stack([original, transformed])[None]
     loss = DCCMLabel(DCCMLabelParams(thres2=0.9, from_original=True), ctx)(ModelOutputs(p, None, {}))
     assert loss.item() == pytest.approx(-np.log(0.99) - np.log(0.2), rel=1e-5)
+
+
+def test_bce_is_about_k_over_2_times_smaller_for_confident_samples() -> None:
+    """-log p against (1/K)(-log p - sum_{k != y} log(1 - z_k)) ~ 2(-log p)/K near one-hot."""
+    k = 10
+    z = torch.full((1, 1, 1, k), 0.01 / (k - 1))
+    z[..., 0] = 0.99
+    ctx = ObjectiveContext(heads=1, views=1, clusters=k, overclusters=0, feature_channels={})
+    ce = DCCMLabel(DCCMLabelParams(), ctx)(ModelOutputs(z, None, {})).item()
+    bce = DCCMLabel(DCCMLabelParams(loss="bce"), ctx)(ModelOutputs(z, None, {})).item()
+    assert ce / bce == pytest.approx(k / 2, rel=0.01)

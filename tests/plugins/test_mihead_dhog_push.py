@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from mihead.contracts import ModelOutputs, ObjectiveContext, ObjectiveParams
+from mihead.contracts import ModelOutputs, ObjectiveContext
 from mihead.mi import joint_table, mutual_information
-from mihead_dhog_push import DHOGPush, push
+from mihead_dhog_push import DHOGPush, DHOGPushParams, push
 
 
 def _probs(h: int, v: int, b: int, k: int, seed: int = 0) -> torch.Tensor:
@@ -38,7 +38,7 @@ def _push_numpy(probs: np.ndarray) -> float:
 
 
 def _objective() -> DHOGPush:
-    return DHOGPush(ObjectiveParams(), ObjectiveContext(heads=4, views=3, clusters=5, overclusters=0, feature_channels={}))
+    return DHOGPush(DHOGPushParams(), ObjectiveContext(heads=4, views=3, clusters=5, overclusters=0, feature_channels={}))
 
 
 def test_value_matches_numpy_joint_tables() -> None:
@@ -89,3 +89,18 @@ def test_finite_under_bf16_autocast() -> None:
     value.backward()
     assert value.dtype == torch.float32 and torch.isfinite(value)
     assert torch.isfinite(logits.grad).all()
+
+
+def test_comparisons_scale_divides_by_the_number_of_earlier_heads() -> None:
+    """scale = "comparisons": head i's summed MI over i - 1 (its mean over earlier heads)
+    instead of eq. 4's i, against the numpy joint tables."""
+    probs = _probs(4, 2, 64, 5, seed=3)
+    pn = probs.double().numpy()
+    expected = np.mean(
+        [sum(sum(_mi_numpy(pn[i, w], pn[j, w]) for j in range(i)) / max(i, 1) for i in range(4)) for w in range(2)]
+    )
+    params = DHOGPushParams(scale="comparisons")
+    ctx = ObjectiveContext(heads=4, views=2, clusters=5, overclusters=0, feature_channels={})
+    got = DHOGPush(params, ctx)(ModelOutputs(probs=probs, over_probs=None, features={}))
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    assert got.item() > push(probs).item()  # dividing by i - 1 < i

@@ -56,3 +56,37 @@ def test_logit_batchnorm_keeps_the_first_pseudo_graph_sparse() -> None:
 
     assert edges(logit_batchnorm=False) > 0.15
     assert edges(logit_batchnorm=True) < 0.01
+
+
+def _logits_standardised_by_batch(head: MLPHead, features: torch.Tensor) -> torch.Tensor:
+    """Linear, then each logit standardised with the batch's own mean and biased variance
+    (the batch norm's affine starts at 1 and 0), then softmax: the direct computation."""
+    linear = head.mlp[0]
+    logits = features @ linear.weight.T + linear.bias
+    z = (logits - logits.mean(0)) / torch.sqrt(logits.var(0, unbiased=False) + 1e-5)
+    return z.softmax(-1)
+
+
+def test_batch_statistics_are_used_in_evaluation_too() -> None:
+    """batchnorm_stats = "batch" (DCCM's released code, track_running_stats=False): evaluation
+    normalises each batch by its own statistics, so it matches the direct computation, and a
+    prediction depends on the rest of its batch; "running" uses the (here initial) running
+    statistics, mean 0 and variance 1."""
+    torch.manual_seed(0)
+    features = torch.randn(16, 5) * 3 + 1
+    batch = MLPHead(MLPHeadParams(hidden=0, logit_batchnorm=True, batchnorm_stats="batch"), in_channels=5, clusters=4).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(batch(features), _logits_standardised_by_batch(batch, features))
+        assert not torch.allclose(batch(features)[:8], batch(features[:8]))
+        running = MLPHead(MLPHeadParams(hidden=0, logit_batchnorm=True), in_channels=5, clusters=4).eval()
+        linear = running.mlp[0]
+        expected = ((features @ linear.weight.T + linear.bias) / (1 + 1e-5) ** 0.5).softmax(-1)
+        torch.testing.assert_close(running(features), expected)
+        torch.testing.assert_close(running(features)[:8], running(features[:8]))
+
+
+@pytest.mark.parametrize(("stats", "tracked"), [("running", True), ("batch", False)])
+def test_every_batchnorm_follows_batchnorm_stats(stats: str, tracked: bool) -> None:
+    head = MLPHead(MLPHeadParams(hidden=7, logit_batchnorm=True, batchnorm_stats=stats), in_channels=3, clusters=2)
+    norms = [m for m in head.mlp if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(norms) == 2 and all(m.track_running_stats is tracked for m in norms)
