@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ import PIL
 from rich.console import Console
 
 from mihead.errors import DataError
+from mihead.files import write_atomically
 from mihead.images import DecodedImages, decode_images
 
 __all__ = ["AUTO", "cache_folder", "decode_cached"]
@@ -91,20 +91,17 @@ def _read(entry: Path, root: Path) -> DecodedImages | None:
 def _write(entry: Path, prefix: str, root: Path, decoded: DecodedImages) -> None:
     """Write the entry atomically, then remove the folder's other (stale) entries."""
     entry.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                images=decoded.images,
-                paths=np.array([p.relative_to(root).as_posix() for p in decoded.paths], dtype=str),
-                skipped=np.array([p.relative_to(root).as_posix() for p, _ in decoded.skipped], dtype=str),
-                reasons=np.array([r for _, r in decoded.skipped], dtype=str),
-            )
-        os.replace(tmp, entry)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def save(tmp: Path) -> None:
+        np.savez(
+            tmp,
+            images=decoded.images,
+            paths=np.array([p.relative_to(root).as_posix() for p in decoded.paths], dtype=str),
+            skipped=np.array([p.relative_to(root).as_posix() for p, _ in decoded.skipped], dtype=str),
+            reasons=np.array([r for _, r in decoded.skipped], dtype=str),
+        )
+
+    write_atomically(entry, save)
     for stale in entry.parent.glob(f"{prefix}*.npz"):
         if stale != entry:
             stale.unlink(missing_ok=True)

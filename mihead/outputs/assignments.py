@@ -18,7 +18,7 @@ from typing import TextIO
 import numpy as np
 
 from mihead.evaluate import Evaluation
-from mihead.outputs.files import write_atomically
+from mihead.files import write_atomically
 
 __all__ = ["ASSIGNMENTS", "assignment_columns", "head_columns", "write_assignments", "write_csv", "write_csv_file"]
 

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mihead.evaluate import Evaluation
-from mihead.outputs.files import write_atomically
+from mihead.files import write_atomically
 
 __all__ = ["GALLERY", "GalleryPage", "GalleryRow", "gallery_pages", "gallery_rows", "thumb_side", "write_gallery"]
 

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from mihead.evaluate import Evaluation  # noqa: E402
-from mihead.outputs.files import write_atomically  # noqa: E402
+from mihead.files import write_atomically  # noqa: E402
 from mihead.training_log import head_curves, learning_curve  # noqa: E402
 
 __all__ = ["plot_confusion", "plot_heads", "plot_heads_nmi", "plot_training"]

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from mihead.evaluate import Evaluation
-from mihead.outputs.files import write_text_atomically
+from mihead.files import write_text_atomically
 
 __all__ = ["SUMMARY", "read_summary", "training_facts", "write_summary"]
 

@@ -19,7 +19,6 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from corehelp import error_line
 from mihead.evaluate import Evaluation
 from mihead.metrics import HeadResult, head_result
-from mihead.outputs.files import write_atomically
 from mihead.outputs.gallery import MAX_ROWS, gallery_pages, gallery_rows, thumb_side, write_gallery
 
 
@@ -198,19 +197,6 @@ def test_eval_head_writes_the_csv_and_gallery_of_that_head(digits_run: Path, run
     code, _, err = run_cli("eval", str(work), "--head", "2")
     assert code == 2 and "--head 2: the run has heads 0 to 1" in error_line(err)
     assert {p.name: p.read_bytes() for p in work.iterdir() if p.is_file()} == written
-
-
-def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
-    path = tmp_path / "summary.json"
-    path.write_text("old")
-
-    def fails(tmp: Path) -> None:
-        tmp.write_text("half")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        write_atomically(path, fails)
-    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
 
 
 def test_eval_gallery_images_sets_the_images_per_row(digits_run: Path, run_cli, registry) -> None:  # type: ignore[no-untyped-def]
