@@ -4,6 +4,7 @@ recipe's protocol (:mod:`mihead.protocol`)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -89,8 +90,10 @@ class Evaluation:
             return {}
         return best_matching(self.labels, self.assignments[head])
 
+    @functools.cached_property
     def heads_nmi(self) -> np.ndarray:
-        """NMI between every pair of main heads' assignments of the scored images [H, H]."""
+        """NMI between every pair of main heads' assignments of the scored images [H, H]
+        (computed once: summary.json and heads_nmi.png both show it)."""
         return heads_nmi(self.assignments)
 
     def confusion(self, head: int) -> np.ndarray | None:
@@ -111,7 +114,7 @@ class Evaluation:
             "selection": self.selection,
             "best_head": self.best,
             "heads": [dataclasses.asdict(h) for h in self.heads],
-            "heads_nmi": [[round(float(v), 6) for v in row] for row in self.heads_nmi()],
+            "heads_nmi": [[round(float(v), 6) for v in row] for row in self.heads_nmi],
             "protocol": self.protocol,
             "splits": self.splits,
             **({"fit_heads": [dataclasses.asdict(h) for h in self.fit_heads]} if self.fit_heads is not None else {}),

@@ -51,7 +51,7 @@ def plot_heads(evaluation: Evaluation, path: Path) -> None:
 def plot_heads_nmi(evaluation: Evaluation, path: Path) -> None:
     """The NMI between every pair of heads' assignments, as a matrix with its values: near 1,
     two heads found the same grouping; DHOG's push is meant to keep them apart."""
-    table = evaluation.heads_nmi()
+    table = evaluation.heads_nmi
     heads = len(table)
     side = 0.5 * heads + 2.2
     fig, ax = plt.subplots(figsize=(side + 0.8, side), dpi=120)
