@@ -1,8 +1,8 @@
 """The registered plugins as ``mihead plugins`` shows them: a block of text per plugin for a
 reader (``--verbose``), and the same facts as JSON for scripts (``--json``).
 
-A dataset's common keys that it does not honour (:meth:`mihead.contracts.Dataset.unused_keys`)
-are left out: a recipe cannot use them.
+Keys a plugin ignores (:meth:`mihead.contracts.Plugin.unused_keys`: a dataset's common keys
+that it does not honour) are left out: a recipe cannot use them.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import textwrap
 import typing
 from typing import Any
 
-from mihead.contracts import Dataset, ParamInfo, describe
+from mihead.contracts import ParamInfo, describe
 from mihead.plugins import Registered, Registry
 
-__all__ = ["catalog", "describe_text"]
+__all__ = ["catalog", "describe_text", "sorted_entries"]
 
 _INDENT = "  "
 _HELP_INDENT = "      "
@@ -28,11 +28,12 @@ def _type_text(tp: Any) -> str:
 
 
 def _parameters(entry: Registered) -> list[ParamInfo]:
-    unused = entry.cls.unused_keys() if issubclass(entry.cls, Dataset) else frozenset()
+    unused = entry.cls.unused_keys()
     return [info for info in describe(entry.cls.Params) if info.name not in unused]
 
 
-def _sorted(registry: Registry) -> list[Registered]:
+def sorted_entries(registry: Registry) -> list[Registered]:
+    """Every registered plugin, by kind, then name: the order every listing uses."""
     return sorted(registry.entries(), key=lambda e: (e.kind, e.name))
 
 
@@ -59,7 +60,7 @@ def catalog(registry: Registry) -> list[dict[str, Any]]:
                 for info in _parameters(entry)
             ],
         }
-        for entry in _sorted(registry)
+        for entry in sorted_entries(registry)
     ]
 
 
@@ -75,7 +76,7 @@ def describe_text(registry: Registry, width: int) -> str:
     then each parameter as ``name: type = default (bounds)`` with its help on the lines
     below, indented."""
     blocks = []
-    for entry in _sorted(registry):
+    for entry in sorted_entries(registry):
         origin = f"{entry.package} {entry.version}".strip()
         lines = _wrap(f"{entry.kind} {entry.name} ({origin})", width, "", _INDENT)
         infos = _parameters(entry)

@@ -216,7 +216,7 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
-    from mihead.catalog import catalog, describe_text
+    from mihead.catalog import catalog, describe_text, sorted_entries
 
     registry = _registry(console)
     if args.json:
@@ -227,7 +227,7 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
         table = Table(title="mihead plugins", title_justify="left")
         for column in ("kind", "name", "package", "version"):
             table.add_column(column)
-        for entry in sorted(registry.entries(), key=lambda e: (e.kind, e.name)):
+        for entry in sorted_entries(registry):
             table.add_row(entry.kind, entry.name, entry.package, entry.version)
         Console().print(table)
     return 0

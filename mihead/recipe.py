@@ -145,7 +145,7 @@ class PluginSection:
     params: Params
     core: Params
     unused: frozenset[str] = frozenset()
-    """Keys of ``params`` the plugin ignores (a dataset's :meth:`Dataset.unused_keys`), left
+    """Keys of ``params`` the plugin ignores (:meth:`Plugin.unused_keys`: a dataset's common keys it does not honour), left
     out of the resolved recipe."""
 
     @property
@@ -321,7 +321,7 @@ def _plugin_section(
         raise where.error(None, f"expected a table, got {table!r}")
     entry = _resolve(registry, kind, table, where)
     core, params = _build_params([core_type, entry.cls.Params], table, where, extra=("name",))
-    unused = entry.cls.unused_keys() if issubclass(entry.cls, Dataset) else frozenset()
+    unused = entry.cls.unused_keys()
     _refuse_unused(entry, [core_type, entry.cls.Params], table, unused, where)
     return PluginSection(kind, entry, params, core, unused)
 

@@ -109,7 +109,7 @@ class Dataset(Plugin, ABC):
 
     @classmethod
     def unused_keys(cls) -> frozenset[str]:
-        """The common keys this dataset does not honour."""
+        """The common keys this dataset does not honour (:attr:`honours`)."""
         return OPTIONAL_KEYS - cls.honours
 
     def image_spec(self) -> ImageSpec | None:

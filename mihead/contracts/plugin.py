@@ -24,3 +24,9 @@ class Plugin:
     name: ClassVar[str]
     Params: ClassVar[type[Params]] = Params
     params: PluginParams
+
+    @classmethod
+    def unused_keys(cls) -> frozenset[str]:
+        """Keys of ``Params`` the plugin ignores, which a recipe may not set away from their
+        defaults (none; a dataset names the common dataset keys it does not honour)."""
+        return frozenset()

@@ -10,14 +10,14 @@ from collections.abc import Callable
 import pytest
 
 from mihead.catalog import describe_text
-from mihead.contracts import Dataset, ParamInfo, describe
+from mihead.contracts import ParamInfo, describe
 from mihead.plugins import Registered, Registry, load_registry
 
 REGISTRY = load_registry(strict=False)
 
 
 def _listed(entry: Registered) -> list[ParamInfo]:
-    unused = entry.cls.unused_keys() if issubclass(entry.cls, Dataset) else frozenset()
+    unused = entry.cls.unused_keys()
     return [i for i in describe(entry.cls.Params) if i.name not in unused]
 
 
