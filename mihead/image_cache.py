@@ -7,8 +7,10 @@ folder and the files left out as unreadable. Its name carries two hashes: one of
 modification times, the target and the decoder (PIL's version, this format). A changed, added
 or removed file, or another size or channel count, misses the entry and decodes again; the
 new entry then replaces the folder's stale one, so the cache holds one entry per folder,
-selection of its files (all, or the first N) and target. Entries are written atomically (a temporary file, then a rename), so concurrent runs
-or an interrupted write never leave a torn file; a file that cannot be read back is a miss.
+selection of its files (all, or the first N) and target. Entries are written atomically
+(:func:`mihead.files.write_atomically`: a temporary of a unique name, then a rename), so
+concurrent runs or an interrupted write never leave a torn file; a file that cannot be read
+back is a miss.
 """
 
 from __future__ import annotations
