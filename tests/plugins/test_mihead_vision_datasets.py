@@ -293,3 +293,22 @@ def test_image_cache_default_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert image_cache.cache_folder("auto") == Path.home() / ".cache" / "mihead" / "images"
     assert image_cache.cache_folder("") is None
     assert image_cache.cache_folder("~/x") == Path.home() / "x"
+
+
+@pytest.mark.parametrize("cache", ["", "cache"])
+def test_symlink_loop_is_skipped_with_skip_bad_with_or_without_the_cache(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cache: str
+) -> None:
+    root = tmp_path / "images"
+    for i in range(3):
+        _png(root / "c" / f"{i}.png", (8, 8), i)
+    loop = root / "c" / "1b.png"
+    loop.symlink_to(loop.name)  # points at itself: stat fails with ELOOP
+    where = str(tmp_path / cache) if cache else ""
+    with pytest.raises(DataError, match=f"^cannot read image {re.escape(str(loop))}: .*symbolic links"):
+        _folder(root, size=8, cache=where).load("all")
+    for _ in range(2):  # decoded, then (with a cache) read back from it
+        data = _folder(root, size=8, cache=where, skip_bad=True).load("all")
+        assert data.ids == ("c/0.png", "c/1.png", "c/2.png")
+        err = " ".join(capsys.readouterr().err.split())
+        assert re.search(f"skipped unreadable image {re.escape(str(loop))}: .*Too many levels of symbolic links", err)
