@@ -473,7 +473,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], source: str)
 def read_toml(path: Path) -> dict[str, Any]:
     """A TOML file's tables, or a RecipeError naming the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (some Windows editors write one) is dropped
     except FileNotFoundError:
         raise RecipeError(f"{path}: no such recipe file") from None
     except (OSError, UnicodeDecodeError) as exc:

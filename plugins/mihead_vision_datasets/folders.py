@@ -54,7 +54,10 @@ def _layout(folder: Path, recursive: bool, name: str) -> tuple[list[Path], list[
     """The image files below ``folder``, their labels (None: unlabelled) and the class names."""
     if not folder.is_dir():
         raise DataError(f"dataset {name!r}: {folder} is not a folder; set data.root to the image folder")
-    none = f"dataset {name!r}: {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})"
+    none = (
+        f"dataset {name!r}: {folder} holds no images: no file in it or below it ends in "
+        f"{', '.join(IMAGE_SUFFIXES)} (the endings read, in any case)"
+    )
     if recursive:
         paths = find_images([folder])
         if not paths:
@@ -71,7 +74,7 @@ def _layout(folder: Path, recursive: bool, name: str) -> tuple[list[Path], list[
     if flat:
         return flat, None, ()
     if not classes:
-        raise DataError(none + "; for images in nested subfolders set data.recursive = true")
+        raise DataError(none)  # class subfolders are searched at any depth: data.recursive would find none either
     paths = [p for found in classes.values() for p in found]
     labels = [label for label, found in enumerate(classes.values()) for _ in found]
     return paths, labels, tuple(classes)

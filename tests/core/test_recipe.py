@@ -246,6 +246,12 @@ def test_not_toml_and_missing_file(registry: Registry, tmp_path: Path) -> None:
         load_recipe(tmp_path / "absent.toml", registry)
 
 
+def test_a_recipe_saved_with_a_byte_order_mark_is_read(registry: Registry, tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + tomli_w.dumps(BASE).encode())
+    assert load_recipe(path, registry).train.batch_size == 100
+
+
 # --- --set -----------------------------------------------------------------------------------
 
 

@@ -94,6 +94,16 @@ def test_image_folder_flat_is_unlabelled(tmp_path: Path) -> None:
 def test_image_folder_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="holds no images"):
         ImageFolderDataset(ImageFolderParams(root=str(tmp_path))).load("all")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "scan.pdf").write_text("x")
+    with pytest.raises(DataError) as raised:
+        ImageFolderDataset(ImageFolderParams(root=str(tmp_path))).load("all")
+    assert "holds no images: no file in it or below it ends in .jpg, .jpeg, .png" in str(raised.value)
+    assert "recursive" not in str(raised.value)  # it would find nothing either
+    (tmp_path / "notes.txt").unlink()
+    (tmp_path / "sub" / "scan.pdf").unlink()
+    (tmp_path / "sub").rmdir()
     with pytest.raises(DataError, match="is not a folder"):
         ImageFolderDataset(ImageFolderParams(root=str(tmp_path / "absent"))).load("all")
     _png(tmp_path / "x.png", (8, 8), 0)
@@ -218,6 +228,19 @@ def test_mihead_run_on_a_corrupt_folder_exits_2_naming_the_file(tmp_path: Path, 
     err = capsys.readouterr().err
     assert code == 2 and f"cannot read image {tmp_path / 'images' / '4.png'}" in " ".join(err.split())
     assert "Traceback" not in err
+
+
+def test_mihead_run_on_a_folder_of_one_image_says_it_is_too_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mihead import cli
+
+    _png(tmp_path / "images" / "only.png", (8, 8), 0)
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "folder.toml"
+    sets = [f"data.root={tmp_path / 'images'}", "head.clusters=2", "data.cache="]
+    code = cli.main(["run", str(recipe), "--out", str(tmp_path / "run"), *(a for s in sets for a in ("--set", s))])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2
+    assert "the training split has 1 image, too few to train: each step needs at least 2; add images" in err
+    assert "lower train.batch_size" not in err
 
 
 class _CountingDecoder:
