@@ -62,7 +62,7 @@ def _layout(folder: Path, recursive: bool, name: str) -> tuple[list[Path], list[
         raise DataError(f"dataset {name!r}: {folder} is not a folder; set data.root to the image folder")
     none = (
         f"dataset {name!r}: {folder} holds no images: no file in it or below it ends in "
-        f"{', '.join(IMAGE_SUFFIXES)} (the endings read, in any case)"
+        f"{', '.join(IMAGE_SUFFIXES)} (in upper or lower case)"
     )
     if recursive:
         paths = find_images([folder])
