@@ -112,6 +112,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         if not args.recipe:
             raise RecipeError("give a RECIPE.toml to run, or --resume RUN_DIR")
         recipe = load_recipe(args.recipe, registry, args.set)
+    for message in recipe.warnings():
+        _warn(console, message)
     with process_group(recipe.train.device) as cluster:
         if not cluster.is_main:
             console = Console(stderr=True, quiet=True)
@@ -139,6 +141,8 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     from mihead.build import build_declared
 
     recipe = load_recipe(args.recipe, _registry(console), args.set)
+    for message in recipe.warnings():
+        _warn(console, message)
     names = ", ".join(s.entry.name for s in recipe.objectives)
     built = build_declared(recipe)
     if built is None:

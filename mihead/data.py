@@ -48,6 +48,23 @@ def _derive_seed(*keys: int) -> int:
     return int(np.random.SeedSequence(_seed_words(*keys)).generate_state(1, np.uint64)[0] >> 1)
 
 
+def _too_few(n: int, batch_size: int, world_size: int) -> str:
+    """Why ``n`` training images cannot make one batch of ``batch_size`` for each of
+    ``world_size`` processes, and what to change: the batch when it can shrink, the data when
+    even the smallest batch (train.batch_size is at least 2) does not fit."""
+    processes = f" x {world_size} processes" if world_size > 1 else ""
+    images = f"{n} image" + ("" if n == 1 else "s")
+    if n < 2 * world_size:
+        return (
+            f"the training split has {images}, too few to train: each step needs at least 2"
+            f"{' per process' if world_size > 1 else ''}; add images to the data"
+        )
+    return (
+        f"the training split has {images}, fewer than train.batch_size = {batch_size}{processes}; "
+        f"lower train.batch_size to {n // world_size} or less"
+    )
+
+
 class _KeyedViews(torch.utils.data.Dataset[np.ndarray]):
     """Item ``(epoch, index)`` = the augmenter's views of image ``index`` for that epoch
     (view 0 replaced by the evaluation view when ``original_view``)."""
@@ -149,11 +166,7 @@ class ViewSource:
         world_size: int = 1,
     ) -> None:
         if len(images) < batch_size * world_size:
-            processes = f" x {world_size} processes" if world_size > 1 else ""
-            raise DataError(
-                f"the training split has {len(images)} images, fewer than train.batch_size = "
-                f"{batch_size}{processes}; lower train.batch_size"
-            )
+            raise DataError(_too_few(len(images), batch_size, world_size))
         self.images = images
         self.augmenter = augmenter
         self.on_device = on_device

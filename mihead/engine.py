@@ -208,6 +208,7 @@ class Trainer:
         source = self.built.source
         batch = self.images_per_step
         names = [n for n, _, _ in self.built.objectives]
+        weights = {n: w for n, w, _ in self.built.objectives}
         columns = [
             TextColumn("[bold]epoch {task.fields[epoch]}"),
             BarColumn(),
@@ -240,7 +241,7 @@ class Trainer:
                     if now - last_sync > 0.5 or self.step == self.total_steps:
                         self._check_finite(first_bad)
                         rate = epoch_steps * batch / (now - epoch_start)
-                        loss = sum(float(sums[n]) for n in names) / epoch_steps
+                        loss = sum(weights[n] * float(sums[n]) for n in names) / epoch_steps  # the weighted sum trained on
                         status = f"loss {loss:.4f} | {rate:,.0f} img/s"
                         progress.update(task, completed=self.step, status=status)
                         last_sync = now

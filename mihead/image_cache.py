@@ -29,7 +29,7 @@ from rich.console import Console
 
 from mihead.errors import DataError
 from mihead.files import write_atomically
-from mihead.images import DecodedImages, decode_images
+from mihead.images import MAX_PIXELS, DecodedImages, decode_images
 
 __all__ = ["AUTO", "cache_folder", "decode_cached"]
 
@@ -55,22 +55,32 @@ def _digest(value: object) -> str:
     return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
 
 
-def _stat(path: Path) -> tuple[int, int]:
-    """The file's size and modification time (ns)."""
+def _stat(path: Path) -> tuple[int, int] | str:
+    """The file's size and modification time (ns), or why it cannot be read (a broken link,
+    a symlink loop, no permission)."""
     try:
         st = path.stat()
     except OSError as exc:
-        raise DataError(f"cannot read image {path}: {exc.strerror}") from None
+        return exc.strerror or type(exc).__name__
     return st.st_size, st.st_mtime_ns
 
 
-def _entry(cache: Path, root: Path, paths: Sequence[Path], size: int, channels: int, selection: str) -> tuple[Path, str]:
+def _entry(
+    cache: Path,
+    root: Path,
+    stats: Sequence[tuple[Path, tuple[int, int] | str]],
+    size: int,
+    channels: int,
+    selection: str,
+    max_pixels: int,
+) -> tuple[Path, str]:
     """The entry's file and the name prefix that every entry of this folder, selection and
-    target shares."""
+    target shares. ``stats`` pairs each file with its :func:`_stat`; ``max_pixels`` decides
+    which files are left out, so another limit is another content."""
     absolute = root.resolve()
     target = {"size": size, "channels": channels}
-    files = [[p.relative_to(root).as_posix(), *_stat(p)] for p in paths]
-    content = _digest({"format": FORMAT, "pillow": PIL.__version__, **target, "files": files})
+    files = [[p.relative_to(root).as_posix(), *(stat if isinstance(stat, tuple) else [stat])] for p, stat in stats]
+    content = _digest({"format": FORMAT, "pillow": PIL.__version__, **target, "max_pixels": max_pixels, "files": files})
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", absolute.name)[:40] or "root"
     prefix = f"{slug}-{_digest({'root': str(absolute), 'selection': selection, **target})}-"
     return cache / f"{prefix}{content}.npz", prefix
@@ -121,6 +131,7 @@ def decode_cached(
     console: Console | None = None,
     say: Callable[[str], None] = lambda message: None,
     selection: str = "",
+    max_pixels: int = MAX_PIXELS,
 ) -> DecodedImages:
     """:func:`mihead.images.decode_images` of ``paths`` (files under ``root``), read from the
     cache folder ``cache`` when an entry for exactly these files and this target is there,
@@ -128,10 +139,16 @@ def decode_cached(
     hit, and a warning when the entry cannot be written (the run goes on without it).
     ``selection`` names which of the folder's files ``paths`` are (e.g. "limit=500"): entries
     of different selections are kept side by side, so that a shrunk run does not replace the
-    whole folder's entry."""
+    whole folder's entry. A file that cannot even be stat'ed is left out with ``skip_bad``
+    like a file that cannot be decoded, and a DataError naming it otherwise."""
     if cache is None:
-        return decode_images(paths, size, channels, skip_bad=skip_bad, workers=workers, console=console)
-    entry, prefix = _entry(cache, root, paths, size, channels, selection)
+        return decode_images(paths, size, channels, skip_bad=skip_bad, workers=workers, console=console, max_pixels=max_pixels)
+    stats = [(p, _stat(p)) for p in paths]
+    unstated = [(p, stat) for p, stat in stats if isinstance(stat, str)]
+    if unstated and not skip_bad:
+        path, reason = unstated[0]
+        raise DataError(f"cannot read image {path}: {reason}")
+    entry, prefix = _entry(cache, root, stats, size, channels, selection, max_pixels)
     decoded = _read(entry, root)
     if decoded is not None:
         if decoded.skipped and not skip_bad:
@@ -139,7 +156,12 @@ def decode_cached(
             raise DataError(f"cannot read image {path}: {reason}")
         say(f"{len(decoded.paths):,} decoded images read from the cache {entry}")
         return decoded
-    decoded = decode_images(paths, size, channels, skip_bad=skip_bad, workers=workers, console=console)
+    readable = [p for p, stat in stats if isinstance(stat, tuple)]
+    decoded = decode_images(readable, size, channels, skip_bad=skip_bad, workers=workers, console=console, max_pixels=max_pixels)
+    if unstated:
+        order = {p: i for i, p in enumerate(paths)}
+        skipped = sorted(unstated + decoded.skipped, key=lambda item: order[item[0]])
+        decoded = DecodedImages(decoded.images, decoded.paths, skipped)
     try:
         _write(entry, prefix, root, decoded)
     except OSError as exc:

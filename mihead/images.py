@@ -29,7 +29,16 @@ from rich.text import Text
 
 from mihead.errors import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "DecodedImages", "decode_image", "decode_images", "default_workers", "find_images", "is_image"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_PIXELS",
+    "DecodedImages",
+    "decode_image",
+    "decode_images",
+    "default_workers",
+    "find_images",
+    "is_image",
+]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 """The file name endings (case-insensitive) that mark a file in a folder as an image."""
@@ -37,8 +46,21 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".tif
 BACKGROUND = 255
 """The grey level (white) that transparent pixels are composited on."""
 
+MAX_PIXELS = 2 * 89_478_485
+"""The default of the largest image read (width x height): what PIL refuses past by default,
+as a possible decompression bomb (a small file that decodes to an enormous image)."""
+
+# PIL's own guard (a two-line warning past MAX_PIXELS / 2, an error without a hint past
+# MAX_PIXELS, one global setting for the whole process) is replaced by decode_image's
+# ``max_pixels``, which refuses in one line that names the file, its size and the setting.
+Image.MAX_IMAGE_PIXELS = None
+
 _GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError)
+
+
+class TooLarge(ValueError):
+    """An image of more pixels than the reader's ``max_pixels``."""
 
 
 def is_image(path: Path) -> bool:
@@ -121,11 +143,18 @@ def _fit(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size)) if (w, h) != (size, size) else image
 
 
-def decode_image(path: Path, size: int, channels: int) -> tuple[np.ndarray, bool]:
+def decode_image(path: Path, size: int, channels: int, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, bool]:
     """One file as uint8 [size, size, channels] and whether the file was grey; ``channels``
     0 gives the file's own: [size, size] for grey files, [size, size, 3] for colour ones.
-    Raises what PIL raises for a file it cannot read."""
+    Raises what PIL raises for a file it cannot read, and TooLarge, before decoding, for an
+    image of more than ``max_pixels``."""
     with Image.open(path) as opened:
+        w, h = opened.size
+        if w * h > max_pixels:
+            raise TooLarge(
+                f"{w:,} x {h:,} pixels, more than data.max_pixels = {max_pixels:,} (a guard against "
+                "decompression bombs); raise data.max_pixels to read it"
+            )
         grey = _is_grey(opened.mode)
         opened.draft("L" if channels == 1 else opened.mode, (size, size))  # JPEG only; no-op otherwise
         opened.load()
@@ -143,10 +172,10 @@ def decode_image(path: Path, size: int, channels: int) -> tuple[np.ndarray, bool
     return pixels, grey
 
 
-def _decode_or_reason(path: Path, size: int, channels: int) -> tuple[np.ndarray | None, bool, str]:
+def _decode_or_reason(path: Path, size: int, channels: int, max_pixels: int) -> tuple[np.ndarray | None, bool, str]:
     """(pixels, grey, "") or (None, False, why the file could not be read)."""
     try:
-        pixels, grey = decode_image(path, size, channels)
+        pixels, grey = decode_image(path, size, channels, max_pixels)
     except _DECODE_ERRORS as exc:
         reason = str(exc).replace(f"'{path}'", "").replace(str(path), "").strip(" :")  # the path is named once
         return None, False, reason or type(exc).__name__
@@ -186,15 +215,15 @@ def _progress(console: Console | None) -> Progress | None:
 
 
 def _results(
-    paths: Sequence[Path], size: int, channels: int, workers: int, processes: bool
+    paths: Sequence[Path], size: int, channels: int, max_pixels: int, workers: int, processes: bool
 ) -> tuple[Iterator[tuple[np.ndarray | None, bool, str]], Callable[[], None]]:
     """Each file's decode result in order, and a function that stops the pool early."""
-    sizes, chans = [size] * len(paths), [channels] * len(paths)
+    sizes, chans, limits = [size] * len(paths), [channels] * len(paths), [max_pixels] * len(paths)
     if workers == 1 or len(paths) < 2:
-        return map(_decode_or_reason, paths, sizes, chans), lambda: None
+        return map(_decode_or_reason, paths, sizes, chans, limits), lambda: None
     pool: Executor = ProcessPoolExecutor(workers) if processes else ThreadPoolExecutor(workers)
     chunk = max(1, min(64, len(paths) // (4 * workers))) if processes else 1
-    results = pool.map(_decode_or_reason, paths, sizes, chans, chunksize=chunk)
+    results = pool.map(_decode_or_reason, paths, sizes, chans, limits, chunksize=chunk)
 
     def each() -> Iterator[tuple[np.ndarray | None, bool, str]]:
         try:
@@ -214,6 +243,7 @@ def decode_images(
     workers: int = 0,
     console: Console | None = None,
     processes: bool = False,
+    max_pixels: int = MAX_PIXELS,
 ) -> DecodedImages:
     """uint8 [N, size, size, channels]: each file converted (grey, RGBA, palette, 16-bit) to
     ``channels`` (1 or 3), resized (shorter side) and centre-cropped to ``size``, exactly as the
@@ -222,7 +252,7 @@ def decode_images(
 
     ``channels`` 0 chooses: 1 when every file read is grey (L, LA, 1, I;16, I, F), else 3.
     ``workers`` decode at once (0: :func:`default_workers`; 1: in this thread), in threads, or
-    in processes with ``processes``."""
+    in processes with ``processes``. A file of more than ``max_pixels`` is unreadable."""
     if channels not in (0, 1, 3):
         raise ValueError(f"channels must be 0, 1 or 3, not {channels}")
     want = 3 if channels == 0 else channels
@@ -230,7 +260,7 @@ def decode_images(
     kept: list[Path] = []
     skipped: list[tuple[Path, str]] = []
     all_grey = True
-    results, stop = _results(paths, size, channels, workers or default_workers(), processes)
+    results, stop = _results(paths, size, channels, max_pixels, workers or default_workers(), processes)
     progress = _progress(console)
     with progress if progress is not None else nullcontext():
         task = progress.add_task("decoding", total=len(paths)) if progress is not None else None

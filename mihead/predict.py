@@ -25,7 +25,7 @@ from mihead.contracts import Augmenter, Dataset, ImageSpec
 from mihead.data import eval_view_batches, views_on_device
 from mihead.errors import CheckpointError, DataError
 from mihead.evaluate import assign_views
-from mihead.images import decode_images, find_images
+from mihead.images import MAX_PIXELS, decode_images, find_images
 from mihead.model import MultiHeadModel
 from mihead.recipe import Recipe
 
@@ -119,7 +119,8 @@ def predict(run: RunModel, paths: Sequence[Path], *, skip_bad: bool = False, con
     if not files:
         raise DataError(f"no image files in {', '.join(str(p) for p in paths)}")
     shown = console if len(files) >= LONG_INPUT else None
-    decoded = decode_images(files, run.spec.size, run.spec.channels, skip_bad=skip_bad, console=shown)
+    max_pixels = getattr(run.recipe.data.params, "max_pixels", MAX_PIXELS)  # the run's limit, where its data had one
+    decoded = decode_images(files, run.spec.size, run.spec.channels, skip_bad=skip_bad, console=shown, max_pixels=max_pixels)
     if not decoded.paths:
         raise DataError(f"none of the {len(files)} image files could be read (e.g. {decoded.skipped[0][0]}: {decoded.skipped[0][1]})")
     recipe = run.recipe

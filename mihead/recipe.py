@@ -187,6 +187,16 @@ class Recipe:
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
 
+    def warnings(self) -> list[str]:
+        """What is valid but almost surely a mistake, one line each: an objective of weight 0
+        is computed and logged but never trained on; when every one weighs 0, nothing learns."""
+        zero = [f"{_objective_label(i)} ({s.entry.name})" for i, s in enumerate(self.objectives) if s.params.weight == 0]  # type: ignore[attr-defined]
+        if not zero:
+            return []
+        if len(zero) == len(self.objectives):
+            return ["every objective has weight = 0: the loss trained on is 0 and the model learns nothing"]
+        return [f"{what} has weight = 0: it is computed and logged but adds nothing to the loss trained on" for what in zero]
+
     def plugins_used(self) -> list[Registered]:
         sections = [self.data, self.augment, self.backbone, self.head, *self.objectives]
         seen: dict[tuple[str, str], Registered] = {}
@@ -473,7 +483,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], source: str)
 def read_toml(path: Path) -> dict[str, Any]:
     """A TOML file's tables, or a RecipeError naming the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (some Windows editors write one) is dropped
     except FileNotFoundError:
         raise RecipeError(f"{path}: no such recipe file") from None
     except (OSError, UnicodeDecodeError) as exc:

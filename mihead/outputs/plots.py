@@ -12,11 +12,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from mihead.evaluate import Evaluation  # noqa: E402
 from mihead.files import write_atomically  # noqa: E402
-from mihead.training_log import head_curves, learning_curve  # noqa: E402
+from mihead.training_log import CurvePoint, head_curves, learning_curve  # noqa: E402
 
 __all__ = ["plot_confusion", "plot_heads", "plot_heads_nmi", "plot_training"]
 
@@ -96,32 +98,52 @@ def plot_confusion(evaluation: Evaluation, path: Path) -> None:
     plt.close(fig)
 
 
+def _per_head_once(scores: Axes, records: list[dict[str, Any]], point: CurvePoint, metric: str, name: str) -> None:
+    """A run evaluated once: each head's ``metric`` as a bar, the reported head's coloured, as
+    a single dot against time would tell nothing."""
+    values = [v[0] or 0.0 for v in head_curves(records, metric)]
+    colours = ["C0" if h == point.selected else "0.7" for h in range(len(values))]
+    bars = scores.bar(range(len(values)), values, color=colours, width=0.6)
+    if len(values) <= 16:
+        scores.bar_label(bars, fmt="%.2f", fontsize=7)
+    scores.bar([], [], color="C0", label="reported head")
+    scores.set_xticks(range(len(values)))
+    scores.set_xlabel("head")
+    when = f"{point.seconds:.0f} s" if point.seconds < 60 else f"{point.seconds / 60:.1f} min"
+    scores.set_title(f"{name} per head (evaluated once, after {when})", fontsize=10)
+
+
 def plot_training(records: list[dict[str, Any]], path: Path) -> None:
     """Each loss term per epoch, and the reported head's accuracy (the best head's dashed; NMI(z,
     z') without labels) at each evaluated epoch, against minutes of training; with more than
-    one evaluated epoch, each head's own curve in thin grey lines behind them."""
+    one evaluated epoch, each head's own curve in thin grey lines behind them, and with one,
+    each head's score as a bar instead."""
     fig, (losses, scores) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=120)
     minutes = [r["seconds"] / 60 for r in records]
     for term in records[0]["losses"]:
-        losses.plot(minutes, [r["losses"][term] for r in records], label=term)
+        losses.plot(minutes, [r["losses"][term] for r in records], marker="o" if len(records) == 1 else None, ms=3, label=term)
     losses.set_xlabel("training minutes")
+    losses.xaxis.set_major_locator(MaxNLocator(5))
     losses.set_title("Loss terms (epoch means)")
     losses.legend(fontsize=7, frameon=False)
     curve = learning_curve(records)
     at = [p.seconds / 60 for p in curve]
     labelled = bool(curve) and curve[0].acc is not None
-    if len(curve) > 1:
-        per_head = head_curves(records, "acc" if labelled else "nmi_zz")
-        for h, values in enumerate(per_head):
-            scores.plot(at, values, "-", lw=0.7, color="0.6", label="each head" if h == 0 else None, zorder=1)
-    if labelled:
-        scores.plot(at, [p.acc for p in curve], "o-", ms=3, label="reported head")
-        scores.plot(at, [p.best_acc for p in curve], "--", lw=1, label="best head")
-        scores.set_title("Accuracy")
+    metric, name = ("acc", "Accuracy") if labelled else ("nmi_zz", "NMI(z, z')")
+    if len(curve) == 1:
+        _per_head_once(scores, records, curve[0], metric, name)
     else:
-        scores.plot(at, [p.nmi_zz for p in curve], "o-", ms=3, label="reported head")
-        scores.set_title("NMI(z, z') (no labels)")
-    scores.set_xlabel("training minutes")
+        for h, values in enumerate(head_curves(records, metric)):
+            scores.plot(at, values, "-", lw=0.7, color="0.6", label="each head" if h == 0 else None, zorder=1)
+        if labelled:
+            scores.plot(at, [p.acc for p in curve], "o-", ms=3, label="reported head")
+            scores.plot(at, [p.best_acc for p in curve], "--", lw=1, label="best head")
+            scores.set_title("Accuracy")
+        else:
+            scores.plot(at, [p.nmi_zz for p in curve], "o-", ms=3, label="reported head")
+            scores.set_title("NMI(z, z') (no labels)")
+        scores.set_xlabel("training minutes")
+        scores.xaxis.set_major_locator(MaxNLocator(5))
     scores.set_ylim(0, 1)
     scores.legend(fontsize=7, frameon=False)
     fig.tight_layout()

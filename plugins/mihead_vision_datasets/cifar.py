@@ -15,7 +15,7 @@ import numpy as np
 from torchvision.datasets import CIFAR10, CIFAR100
 
 from mihead.contracts import Dataset, ImageData, ImageSpec
-from mihead_vision_datasets._common import data_root, make, require
+from mihead_vision_datasets._common import data_root, fetch_absent, make
 
 
 def _read_pickle(path: Path) -> dict[str, Any]:
@@ -44,13 +44,14 @@ class _CIFAR(Dataset):
         folder = root / self.tv_class.base_folder
         listed = self.tv_class.train_list if split == "train" else self.tv_class.test_list
         files = [folder / f for f, _ in listed]
-        require(self.name, files + [folder / self.tv_class.meta["filename"]], p.download)  # type: ignore[attr-defined]
+        fetch = fetch_absent(self.name, files + [folder / self.tv_class.meta["filename"]], p.root, p.download)  # type: ignore[attr-defined]
         return make(
             self.name,
             self.tv_class,
             p.verify,  # type: ignore[attr-defined]
-            folder,
-            lambda cls: cls(str(root), train=split == "train", download=p.download),  # type: ignore[attr-defined]
+            root if fetch else folder,
+            lambda cls: cls(str(root), train=split == "train", download=fetch),
+            fetching=self.tv_class.url if fetch else "",
             _load_meta=_load_meta_unchecked,
         )
 

@@ -22,7 +22,7 @@ from mihead.contracts import Dataset, DatasetParams, ImageData, ImageSpec, param
 from mihead.distributed import current
 from mihead.errors import DataError
 from mihead.image_cache import AUTO, cache_folder, decode_cached
-from mihead.images import IMAGE_SUFFIXES, find_images, is_image
+from mihead.images import IMAGE_SUFFIXES, MAX_PIXELS, find_images, is_image
 from mihead_vision_datasets._common import data_root
 
 
@@ -37,6 +37,12 @@ class FolderParams(DatasetParams):
     )
     skip_bad: bool = param(False, "leave out unreadable image files (each named on stderr) instead of stopping")
     decode_workers: int = param(0, "threads decoding the image files (0 = one per CPU)", ge=0)
+    max_pixels: int = param(
+        MAX_PIXELS,
+        "largest image read, in pixels (width x height); a larger file is unreadable, a guard "
+        "against decompression bombs",
+        ge=1,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +60,10 @@ def _layout(folder: Path, recursive: bool, name: str) -> tuple[list[Path], list[
     """The image files below ``folder``, their labels (None: unlabelled) and the class names."""
     if not folder.is_dir():
         raise DataError(f"dataset {name!r}: {folder} is not a folder; set data.root to the image folder")
-    none = f"dataset {name!r}: {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})"
+    none = (
+        f"dataset {name!r}: {folder} holds no images: no file in it or below it ends in "
+        f"{', '.join(IMAGE_SUFFIXES)} (in upper or lower case)"
+    )
     if recursive:
         paths = find_images([folder])
         if not paths:
@@ -71,7 +80,7 @@ def _layout(folder: Path, recursive: bool, name: str) -> tuple[list[Path], list[
     if flat:
         return flat, None, ()
     if not classes:
-        raise DataError(none + "; for images in nested subfolders set data.recursive = true")
+        raise DataError(none)  # class subfolders are searched at any depth: data.recursive would find none either
     paths = [p for found in classes.values() for p in found]
     labels = [label for label, found in enumerate(classes.values()) for _ in found]
     return paths, labels, tuple(classes)
@@ -99,6 +108,7 @@ def load_folder(
         console=console,
         say=lambda line: console.print(escape(f"mihead: {line}"), highlight=False, soft_wrap=True),
         selection=f"limit={params.limit}" if params.limit else "",
+        max_pixels=params.max_pixels,
     )
     for path, reason in decoded.skipped:
         console.print(escape(f"mihead: warning: skipped unreadable image {path}: {reason}"), style="yellow", highlight=False, soft_wrap=True)

@@ -13,7 +13,7 @@ import numpy as np
 from torchvision.datasets import STL10
 
 from mihead.contracts import Dataset, ImageData, ImageSpec
-from mihead_vision_datasets._common import data_root, make, require
+from mihead_vision_datasets._common import data_root, fetch_absent, make
 
 CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
 _FILES = {
@@ -40,8 +40,15 @@ class STL10Dataset(Dataset):
         p = self.params
         root = data_root(p.root, self.name)  # type: ignore[attr-defined]
         folder = root / STL10.base_folder
-        require(self.name, [folder / f for f in _FILES[split]], p.download)  # type: ignore[attr-defined]
-        ds = make(self.name, STL10, p.verify, folder, lambda cls: cls(str(root), split=split, download=p.download))  # type: ignore[attr-defined]
+        fetch = fetch_absent(self.name, [folder / f for f in _FILES[split]], p.root, p.download)  # type: ignore[attr-defined]
+        ds = make(
+            self.name,
+            STL10,
+            p.verify,  # type: ignore[attr-defined]
+            root if fetch else folder,
+            lambda cls: cls(str(root), split=split, download=fetch),
+            fetching=STL10.url if fetch else "",
+        )
         images = np.ascontiguousarray(ds.data.transpose(0, 2, 3, 1))
         labelled = "unlabeled" not in split
         labels = ds.labels.astype(np.int64) if labelled else None

@@ -8,7 +8,7 @@ import numpy as np
 from torchvision.datasets import SVHN
 
 from mihead.contracts import Dataset, ImageData, ImageSpec
-from mihead_vision_datasets._common import data_root, make, require
+from mihead_vision_datasets._common import data_root, fetch_absent, make
 
 
 class SVHNDataset(Dataset):
@@ -24,7 +24,15 @@ class SVHNDataset(Dataset):
     def load(self, split: str) -> ImageData:
         p = self.params
         root = data_root(p.root, self.name)  # type: ignore[attr-defined]
-        require(self.name, [root / SVHN.split_list[split][1]], p.download)  # type: ignore[attr-defined]
-        ds = make(self.name, SVHN, p.verify, root, lambda cls: cls(str(root), split=split, download=p.download))  # type: ignore[attr-defined]
+        url, filename, _ = SVHN.split_list[split]
+        fetch = fetch_absent(self.name, [root / filename], p.root, p.download)  # type: ignore[attr-defined]
+        ds = make(
+            self.name,
+            SVHN,
+            p.verify,  # type: ignore[attr-defined]
+            root,
+            lambda cls: cls(str(root), split=split, download=fetch),
+            fetching=url if fetch else "",
+        )
         images = np.ascontiguousarray(ds.data.transpose(0, 2, 3, 1))
         return ImageData(images, ds.labels.astype(np.int64), tuple(str(d) for d in range(10)))

@@ -394,3 +394,18 @@ def test_nonfinite_loss_exit_status_from_the_cli(tmp_path: Path, monkeypatch: py
     )
     assert code == NumericalError.exit_code and code != 0
     assert "'becomes_nonfinite' became non-finite at step 2" in error_line(err)
+
+
+def test_a_weighted_objective_shows_the_weighted_loss_and_weight_0_is_warned(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run_cli("run", str(QUICKSTART), "--out", str(tmp_path / "r"), *sets("train.epochs=1", "objective.0.weight=0.5"))
+    assert code == 0, err
+    (line,) = read_lines(tmp_path / "r" / "metrics.jsonl")
+    shown = re.findall(r"loss (-?\d+\.\d{4})", err)[-1]  # the progress bar at the epoch's last step
+    assert float(shown) == pytest.approx(0.5 * line["losses"]["iic"], abs=1e-4)
+    assert "warning" not in err
+    code, out, err = run_cli("check", str(QUICKSTART), *sets("objective.0.weight=0"))
+    assert code == 0 and ": ok" in out
+    assert "mihead: warning: every objective has weight = 0: the loss trained on is 0 and the model learns nothing" in err
+    code, _, err = run_cli("run", str(QUICKSTART), "--out", str(tmp_path / "z"), *sets("train.epochs=1", "objective.0.weight=0"))
+    assert code == 0 and "every objective has weight = 0" in err
+    assert re.findall(r"loss (-?\d+\.\d{4})", err)[-1] == "0.0000"

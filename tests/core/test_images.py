@@ -150,3 +150,23 @@ def test_progress_bar_reports_the_images(tmp_path: Path) -> None:
     console = Console(record=True, width=80, force_terminal=False)
     decode_images(files, 8, 3, console=console)
     assert f"{len(files)}/{len(files)}" in console.export_text()
+
+
+def test_an_image_past_max_pixels_is_refused_in_one_line_naming_the_setting(
+    tmp_path: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    huge = tmp_path / "huge.png"
+    Image.new("1", (15_000, 15_000)).save(huge)  # 225 M pixels: PIL's own guard refuses it without a hint
+    big = tmp_path / "big.png"
+    Image.new("1", (10_000, 10_000)).save(big)  # 100 M pixels: PIL's own guard warns in two lines
+    with pytest.raises(DataError) as raised:
+        decode_images([huge], 8, 1)
+    assert str(raised.value) == (
+        f"cannot read image {huge}: 15,000 x 15,000 pixels, more than data.max_pixels = 178,956,970 "
+        "(a guard against decompression bombs); raise data.max_pixels to read it"
+    )
+    assert decode_images([huge], 8, 1, max_pixels=15_000**2).images.shape == (1, 8, 8, 1)
+    assert decode_images([big], 8, 1).images.shape == (1, 8, 8, 1)
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+    skipped = decode_images([big, huge], 8, 1, max_pixels=10_000**2, skip_bad=True)
+    assert skipped.paths == [big] and skipped.skipped[0][0] == huge

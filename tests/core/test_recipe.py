@@ -246,6 +246,22 @@ def test_not_toml_and_missing_file(registry: Registry, tmp_path: Path) -> None:
         load_recipe(tmp_path / "absent.toml", registry)
 
 
+def test_a_recipe_saved_with_a_byte_order_mark_is_read(registry: Registry, tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + tomli_w.dumps(BASE).encode())
+    assert load_recipe(path, registry).train.batch_size == 100
+
+
+def test_an_objective_of_weight_0_is_warned_about(registry: Registry) -> None:
+    dhog = QUICKSTART.parent / "dhog_cifar10.toml"
+    assert load_recipe(dhog, registry).warnings() == []
+    assert load_recipe(dhog, registry, ["objective.1.weight=0"]).warnings() == [
+        "objective.1 (dhog_push) has weight = 0: it is computed and logged but adds nothing to the loss trained on"
+    ]
+    (every,) = load_recipe(dhog, registry, ["objective.0.weight=0", "objective.1.weight=0"]).warnings()
+    assert every.startswith("every objective has weight = 0")
+
+
 # --- --set -----------------------------------------------------------------------------------
 
 

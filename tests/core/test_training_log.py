@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from matplotlib.figure import Figure
 
+from mihead.outputs import plots
 from mihead.outputs.plots import plot_training
 from mihead.training_log import CurvePoint, head_curves, learning_curve, read_log
 
@@ -54,3 +56,22 @@ def test_plot_training_writes_a_png(tmp_path: Path, accs: list[float | None]) ->
     path = tmp_path / "training.png"
     plot_training([record(1, None), record(2, accs), record(3, accs)], path)
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("accs", [[0.3, 0.45, 0.2], [None, None, None]], ids=["labelled", "unlabelled"])
+def test_a_run_evaluated_once_draws_each_heads_score_as_a_bar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, accs: list[float | None]
+) -> None:
+    drawn: list[Figure] = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig))
+    monkeypatch.setattr(plots.plt, "close", lambda fig: None)
+    plot_training([record(1, accs, selected=1)], tmp_path / "training.png")
+    losses, scores = drawn[0].axes
+    assert all(line.get_marker() == "o" for line in losses.lines)  # one epoch: a dot per term, not an invisible line
+    assert not scores.lines  # no single dot against time, no legend entry without a line
+    heights = [bar.get_height() for bar in scores.patches]
+    assert heights == pytest.approx([0.3, 0.45, 0.2] if accs[0] is not None else [0.5, 0.6, 0.7])
+    assert "per head (evaluated once, after 30 s)" in scores.get_title()
+    assert [t.get_text() for t in scores.get_legend().get_texts()] == ["reported head"]
+    plot_training([record(1, accs)] * 2, tmp_path / "training.png")  # two evaluations: curves against time
+    assert len(drawn[1].axes[1].lines) > 0 and not drawn[1].axes[1].patches

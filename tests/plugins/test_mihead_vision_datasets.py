@@ -5,16 +5,20 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from torchvision.datasets import CIFAR10
 
 from mihead import image_cache
 from mihead.contracts import DatasetParams, ImageData, ImageSpec
 from mihead.errors import DataError
 from mihead.images import decode_image, decode_images
+from mihead_vision_datasets._common import data_root
 from mihead_vision_datasets.cifar import CIFAR100_20, CIFAR10Dataset
 from mihead_vision_datasets.folders import CINIC10Dataset, ImageFolderDataset, ImageFolderParams
 from mihead_vision_datasets.stl10 import STL10Dataset
@@ -94,6 +98,16 @@ def test_image_folder_flat_is_unlabelled(tmp_path: Path) -> None:
 def test_image_folder_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="holds no images"):
         ImageFolderDataset(ImageFolderParams(root=str(tmp_path))).load("all")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "scan.pdf").write_text("x")
+    with pytest.raises(DataError) as raised:
+        ImageFolderDataset(ImageFolderParams(root=str(tmp_path))).load("all")
+    assert "holds no images: no file in it or below it ends in .jpg, .jpeg, .png" in str(raised.value)
+    assert "recursive" not in str(raised.value)  # it would find nothing either
+    (tmp_path / "notes.txt").unlink()
+    (tmp_path / "sub" / "scan.pdf").unlink()
+    (tmp_path / "sub").rmdir()
     with pytest.raises(DataError, match="is not a folder"):
         ImageFolderDataset(ImageFolderParams(root=str(tmp_path / "absent"))).load("all")
     _png(tmp_path / "x.png", (8, 8), 0)
@@ -220,6 +234,19 @@ def test_mihead_run_on_a_corrupt_folder_exits_2_naming_the_file(tmp_path: Path, 
     assert "Traceback" not in err
 
 
+def test_mihead_run_on_a_folder_of_one_image_says_it_is_too_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mihead import cli
+
+    _png(tmp_path / "images" / "only.png", (8, 8), 0)
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "folder.toml"
+    sets = [f"data.root={tmp_path / 'images'}", "head.clusters=2", "data.cache="]
+    code = cli.main(["run", str(recipe), "--out", str(tmp_path / "run"), *(a for s in sets for a in ("--set", s))])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2
+    assert "the training split has 1 image, too few to train: each step needs at least 2; add images" in err
+    assert "lower train.batch_size" not in err
+
+
 class _CountingDecoder:
     """mihead.images.decode_images, counting its calls and the files it decodes."""
 
@@ -293,3 +320,89 @@ def test_image_cache_default_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert image_cache.cache_folder("auto") == Path.home() / ".cache" / "mihead" / "images"
     assert image_cache.cache_folder("") is None
     assert image_cache.cache_folder("~/x") == Path.home() / "x"
+
+
+@pytest.mark.parametrize("cache", ["", "cache"])
+def test_symlink_loop_is_skipped_with_skip_bad_with_or_without_the_cache(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cache: str
+) -> None:
+    root = tmp_path / "images"
+    for i in range(3):
+        _png(root / "c" / f"{i}.png", (8, 8), i)
+    loop = root / "c" / "1b.png"
+    loop.symlink_to(loop.name)  # points at itself: stat fails with ELOOP
+    where = str(tmp_path / cache) if cache else ""
+    with pytest.raises(DataError, match=f"^cannot read image {re.escape(str(loop))}: .*symbolic links"):
+        _folder(root, size=8, cache=where).load("all")
+    for _ in range(2):  # decoded, then (with a cache) read back from it
+        data = _folder(root, size=8, cache=where, skip_bad=True).load("all")
+        assert data.ids == ("c/0.png", "c/1.png", "c/2.png")
+        err = " ".join(capsys.readouterr().err.split())
+        assert re.search(f"skipped unreadable image {re.escape(str(loop))}: .*Too many levels of symbolic links", err)
+
+
+def test_the_default_folder_is_a_user_data_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert data_root("", "cifar10") == tmp_path / "mihead" / "datasets" / "cifar10"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert data_root("", "svhn") == Path.home() / ".local" / "share" / "mihead" / "datasets" / "svhn"
+    assert data_root("data/x", "svhn") == Path("data/x")  # an explicit data.root as given
+
+
+def _offline(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every URL opened is refused, as on a machine without internet; the list records them."""
+    opened: list[str] = []
+
+    def refuse(request: object, *args: object, **kwargs: object) -> None:
+        opened.append(getattr(request, "full_url", str(request)))
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    return opened
+
+
+def test_absent_data_in_the_default_folder_is_downloaded_and_offline_says_where_to_put_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    opened = _offline(monkeypatch)
+    home = tmp_path / "mihead" / "datasets" / "cifar10"
+    with pytest.raises(DataError) as raised:
+        CIFAR10Dataset(DatasetParams()).load("test")
+    assert opened and opened[0] == CIFAR10.url
+    assert str(raised.value) == (
+        f"dataset 'cifar10': the download into {home} failed (no network); without internet, copy "
+        f"{CIFAR10.url} (or what it unpacks to) into that folder, or set data.root to a folder holding the data"
+    )
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"mihead: dataset 'cifar10' is not in {home}: downloading {CIFAR10.url}\n"
+    assert not home.exists()  # nothing half-made left behind
+    # an explicit data.root is read as given: absent data is an error, not a download
+    with pytest.raises(DataError, match="not found; put the data there"):
+        CIFAR10Dataset(DatasetParams(root=str(tmp_path / "mine"))).load("test")
+    assert len(opened) == 1 and not (tmp_path / "mine").exists()
+
+
+def test_a_download_cut_short_leaves_no_partial_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from torchvision.datasets import utils
+
+    def cut_short(url: str, filename: str, *args: object) -> None:
+        Path(filename).write_bytes(b"\x1f\x8b partial")
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    monkeypatch.setattr(utils, "_get_redirect_url", lambda url, max_hops: url)
+    monkeypatch.setattr(utils, "_urlretrieve", cut_short)
+    mine = tmp_path / "svhn"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match=r"download into .*svhn failed \(\[Errno 104\] Connection reset by peer\)"):
+        SVHNDataset(DatasetParams(root=str(mine), download=True)).load("test")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]  # the user's file kept, the partial one removed
+
+
+def test_data_already_in_the_default_folder_is_read_without_a_download(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    opened = _offline(monkeypatch)
+    _, coarse = _write_cifar100(tmp_path / "mihead" / "datasets" / "cifar100_20", 12)
+    data = CIFAR100_20(DatasetParams(verify=False)).load("test")
+    assert data.labels.tolist() == coarse.tolist() and opened == []
