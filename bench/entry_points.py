@@ -3,9 +3,9 @@
     python bench/entry_points.py DIR        # then: PYTHONPATH=DIR:.:plugins python -m mihead plugins
 
 mihead finds its plugins only through the ``mihead`` entry-point group (mihead/plugins.py),
-which importlib.metadata reads from the metadata of the distributions on sys.path. The device
-machine of bench/gpu_check.sh has no network and its Python image is not ours to install
-into, so this writes what ``pip install -e .`` would leave for importlib.metadata:
+which importlib.metadata reads from the metadata of the distributions on sys.path. A GPU
+machine that bench/gpu_check.sh runs on may have no network and a Python environment that is
+not ours to install into, so this writes what ``pip install -e .`` would leave for importlib.metadata:
 DIR/mihead-VERSION.dist-info with METADATA (name, version) and entry_points.txt (every
 ``[project.entry-points.*]`` group and ``[project.scripts]`` of pyproject.toml). With DIR on
 sys.path ahead of any installed copy, the plugins load through their entry points exactly as

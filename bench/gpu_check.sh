@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# The GPU check (issue 14) in one command that stops itself within its budget (7.5 minutes).
+# The GPU check in one command that stops itself within its budget (7.5 minutes).
 #
 #   bench/gpu_check.sh                  on a CUDA machine: every stage at full size
 #   bench/gpu_check.sh --dry            on the CPU: the same stages at tiny sizes (plumbing)
-#   bench/gpu_check.sh --prepare        here, once: copy what must travel into data/device/
+#   bench/gpu_check.sh --prepare        once: fill the prepared data folder, data/device/
 #
 # Stages, in order (the most wanted first: late ones get what is left of the budget), each
 # under its own timeout; a failing stage does not stop the others and a summary of which
 # passed ends the output:
 #   env                 python, torch, CUDA, cuDNN, GPU, driver; the plugins found (strictly)
-#   data                CIFAR-10 in torchvision's layout, built from the carried pack (~6 s)
+#   data                CIFAR-10 in torchvision's layout, built from the prepared pack (~6 s)
 #   pytest              python -m pytest -m cuda (the CUDA tests; all skipped on a CPU)
 #   train               mihead run recipes/dhog_cifar10.toml, evaluated every --eval-every
 #                       epochs, stopped by SIGTERM after --train-seconds (it checkpoints)
@@ -19,10 +19,10 @@
 #   train_step_compile  the same with --compile (no largest-batch search: each size recompiles)
 # Everything printed goes to $OUT/gpu_check.log when OUT is set (else build/gpu_check/out/),
 # with the run directory's small files (run_files.tar.gz, metrics.jsonl, summary.json,
-# training.png) and pytest's JUnit XML. See docs/benchmarks.md for the device tool's call.
+# training.png) and pytest's JUnit XML. docs/benchmarks.md says how to run it on a GPU machine.
 #
 # Options:
-#   --dry                tiny sizes on the CPU; albumentations and lightly hidden, as on the device
+#   --dry                tiny sizes on the CPU; albumentations and lightly hidden, as on the H200
 #   --budget SECONDS     the whole script's deadline (default 450): late stages get what is left
 #   --train-seconds N    the training stage's budget (default 180; --dry 20)
 #   --eval-every N       epochs between evaluations while training (default 2; --dry 1)
@@ -30,8 +30,8 @@
 #   --data DIR           where CIFAR-10 is (or is built): DIR/cifar-10-batches-py (default data/cifar10-shared)
 #   --only LIST          run only these stages (comma-separated names above)
 #   --work DIR           scratch folder: entry-point metadata, run directory (default build/gpu_check)
-#   --prepare            copy the pack and the tomli_w wheel into data/device/ (git-ignored; name
-#                        data/device in the device tool's carry) and check the 64 MiB limit
+#   --prepare            copy the pack and the tomli_w wheel into data/device/ (git-ignored; copy
+#                        it with the checkout to the GPU machine) and check the 64 MiB limit
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,7 +39,7 @@ cd "$ROOT" || exit 2
 
 PYTHON=${PYTHON:-python3}
 WORK=build/gpu_check
-CARRY=data/device
+PREPARED=data/device
 DRY=0
 PREPARE=0
 BUDGET=450
@@ -74,34 +74,34 @@ for name in ${ONLY//,/ }; do
     [[ " ${STAGES[*]} " == *" $name "* ]] || { echo "gpu_check.sh: --only: unknown stage $name; stages: ${STAGES[*]}" >&2; exit 2; }
 done
 
-# --- --prepare: what must travel, copied into the git-ignored data/device/ --------------------
+# --- --prepare: what the GPU machine needs besides the checkout, in the git-ignored data/device/
 tree_size() {  # bytes of the tracked and untracked-not-ignored files, and of data/device
-    "$PYTHON" - "$CARRY" <<'EOF'
+    "$PYTHON" - "$PREPARED" <<'EOF'
 import os, subprocess, sys
 names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], capture_output=True, check=True).stdout.split(b"\0")
 tree = sum(os.path.getsize(n) for n in names if n and os.path.isfile(n))
-carry = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(sys.argv[1]) for f in fs)
-print(tree, carry)
+prepared = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(sys.argv[1]) for f in fs)
+print(tree, prepared)
 EOF
 }
 
 if [ "$PREPARE" = 1 ]; then
     source_pack=${PACK:-$SHARED_PACK}
     [ -f "$source_pack/build.py" ] || { echo "gpu_check.sh: no CIFAR-10 pack at $source_pack" >&2; exit 2; }
-    git check-ignore -q "$CARRY" || { echo "gpu_check.sh: $CARRY is not git-ignored; it must not be committed" >&2; exit 2; }
-    rm -rf "$CARRY" && mkdir -p "$CARRY/cifar10" "$CARRY/wheels" || exit 2
-    cp "$source_pack"/build.py "$source_pack"/index.json "$source_pack"/batches.meta "$source_pack"/cifar10_jpeg_q75.npz "$CARRY/cifar10/" || exit 2
-    chmod -R u+w "$CARRY"
-    # tomli_w (mihead writes recipe.toml with it) is the one dependency missing on the device
-    # machine (docs/benchmarks.md); its pure-Python wheel is imported from the zip there.
+    git check-ignore -q "$PREPARED" || { echo "gpu_check.sh: $PREPARED is not git-ignored; it must not be committed" >&2; exit 2; }
+    rm -rf "$PREPARED" && mkdir -p "$PREPARED/cifar10" "$PREPARED/wheels" || exit 2
+    cp "$source_pack"/build.py "$source_pack"/index.json "$source_pack"/batches.meta "$source_pack"/cifar10_jpeg_q75.npz "$PREPARED/cifar10/" || exit 2
+    chmod -R u+w "$PREPARED"
+    # tomli_w (mihead writes recipe.toml with it) is the one dependency the H200 machine lacked
+    # (docs/benchmarks.md); its pure-Python wheel is imported from the zip there.
     version=$("$PYTHON" -c "import importlib.metadata as m; print(m.version('tomli_w'))") || exit 2
-    "$PYTHON" -m pip download -q --no-deps --only-binary=:all: -d "$CARRY/wheels" "tomli_w==$version" || exit 2
-    read -r tree carry < <(tree_size) || exit 2
-    total=$((tree + carry))
-    awk -v t="$tree" -v c="$carry" -v d="$CARRY" -v l="$LIMIT_MIB" \
+    "$PYTHON" -m pip download -q --no-deps --only-binary=:all: -d "$PREPARED/wheels" "tomli_w==$version" || exit 2
+    read -r tree prepared < <(tree_size) || exit 2
+    total=$((tree + prepared))
+    awk -v t="$tree" -v c="$prepared" -v d="$PREPARED" -v l="$LIMIT_MIB" \
         'BEGIN { m = 1048576; printf "working tree %.2f MiB + %s %.2f MiB = %.2f MiB (limit %d MiB)\n", t / m, d, c / m, (t + c) / m, l }'
-    [ "$total" -lt $((LIMIT_MIB * 1048576)) ] || { echo "gpu_check.sh: over the $LIMIT_MIB MiB that travel" >&2; exit 1; }
-    ls -l "$CARRY"/cifar10 "$CARRY"/wheels
+    [ "$total" -lt $((LIMIT_MIB * 1048576)) ] || { echo "gpu_check.sh: over the $LIMIT_MIB MiB limit of the copy to the GPU machine" >&2; exit 1; }
+    ls -l "$PREPARED"/cifar10 "$PREPARED"/wheels
     exit 0
 fi
 
@@ -115,7 +115,7 @@ else
     EVAL_EVERY=${EVAL_EVERY:-2}
 fi
 if [ -z "$PACK" ]; then
-    PACK=$CARRY/cifar10
+    PACK=$PREPARED/cifar10
     [ -f "$PACK/build.py" ] || PACK=$SHARED_PACK
 fi
 mkdir -p "$WORK" || exit 2
@@ -127,10 +127,10 @@ mkdir -p "$LOGDIR" || exit 2
 # Plugins are found through entry points, which need the distribution's metadata: written
 # from pyproject.toml into $WORK/site, ahead of any installed copy (bench/entry_points.py).
 PYPATH=$WORK/site:$ROOT:$ROOT/plugins
-for wheel in "$CARRY"/wheels/*.whl; do
+for wheel in "$PREPARED"/wheels/*.whl; do
     [ -f "$wheel" ] && PYPATH=$PYPATH:$ROOT/$wheel  # pure-Python wheels import from the zip
 done
-if [ "$DRY" = 1 ]; then  # as on the device: albumentations and lightly absent
+if [ "$DRY" = 1 ]; then  # as on the H200 machine: albumentations and lightly absent
     for missing in albumentations lightly; do
         mkdir -p "$WORK/absent/$missing"
         echo "raise ModuleNotFoundError(\"No module named '$missing' (hidden by bench/gpu_check.sh --dry)\")" > "$WORK/absent/$missing/__init__.py"
@@ -221,7 +221,7 @@ stage_data() {
         return 0
     fi
     if [ ! -f "$PACK/build.py" ]; then
-        echo "no CIFAR-10 pack at $PACK: run bench/gpu_check.sh --prepare here and name $CARRY in the device tool's carry"
+        echo "no CIFAR-10 pack at $PACK: run bench/gpu_check.sh --prepare beside the pack and copy $PREPARED with the checkout"
         return 1
     fi
     rm -rf "$DATA.tmp"

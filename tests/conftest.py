@@ -14,8 +14,8 @@ import torch
 
 SHARED_CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 CACHE = Path(__file__).resolve().parents[1] / "data"  # git-ignored
-# where the GPU check carries a copy of the pack (../shared does not travel to the device machine)
-CARRIED_CIFAR10 = CACHE / "device" / "cifar10"
+# the GPU check's prepared copy of the pack (a GPU machine need not have ../shared)
+PREPARED_CIFAR10 = CACHE / "device" / "cifar10"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -40,13 +40,13 @@ def cifar10_root() -> Path:
     """A folder holding ``cifar-10-batches-py/`` rebuilt from the shared JPEG pack (md5 sums
     differ from the originals: load it with ``data.verify = false``). Built once, about 6 s,
     into the git-ignored data/ folder, from ../shared or the copy that bench/gpu_check.sh
-    carries; skipped where neither is present."""
+    prepares; skipped where neither is present."""
     root = CACHE / "cifar10-shared"
     if (root / "cifar-10-batches-py" / "test_batch").exists():
         return root
-    pack = next((p for p in (SHARED_CIFAR10, CARRIED_CIFAR10) if (p / "build.py").exists()), None)
+    pack = next((p for p in (SHARED_CIFAR10, PREPARED_CIFAR10) if (p / "build.py").exists()), None)
     if pack is None:
-        pytest.skip(f"CIFAR-10 pack not found at {SHARED_CIFAR10} or {CARRIED_CIFAR10}")
+        pytest.skip(f"CIFAR-10 pack not found at {SHARED_CIFAR10} or {PREPARED_CIFAR10}")
     CACHE.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=CACHE))
     subprocess.run([sys.executable, str(pack / "build.py"), str(tmp)], check=True, capture_output=True)

@@ -1,4 +1,4 @@
-"""The CUDA path of a run (issue 14): the GPU defaults in effect during a few engine steps (bf16
+"""The CUDA path of a run: the GPU defaults in effect during a few engine steps (bf16
 autocast, channels-last, fused Adam, cuDNN benchmarking, the batched device augmentation), a
 step that never makes the host wait, compiled and eager steps giving the same loss terms, a
 GPU checkpoint evaluated and predicted on a CPU, and every registered objective finite in bf16.

@@ -1,5 +1,5 @@
 """End-to-end runs on digits: the run directory, determinism, schedule, eval, resume after
-kill or signal, numerical faults and bad inputs (issues 2.5 and 8.1-8.4)."""
+kill or signal, numerical faults and bad inputs."""
 
 from __future__ import annotations
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 import pytest
-import torch
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from mihead.metrics import (
@@ -131,29 +129,6 @@ def test_select_best_without_labels_falls_back_to_nmi_zz() -> None:
     heads = [HeadResult(0, None, None, None, 0.3, 2, 2, 1.0), HeadResult(1, None, None, None, 0.7, 2, 2, 1.0)]
     assert select_head(heads, "best") == 1
     assert select_head(heads, "nmi_zz") == 1
-
-
-def test_evaluate_on_unlabelled_data(registry) -> None:  # type: ignore[no-untyped-def]
-    from corehelp import QUICKSTART, TINY
-    from mihead.build import build
-    from mihead.contracts import ImageData
-    from mihead.evaluate import evaluate
-    from mihead.recipe import load_recipe
-
-    recipe = load_recipe(QUICKSTART, registry, [*TINY, "eval.selection=best"])
-    built = build(recipe, torch.device("cpu"))
-    unlabelled = ImageData(built.eval_data.images, None, ())
-    result = evaluate(built.model, built.source, unlabelled, batch_size=64, precision="fp32", selection="best")
-    assert result.selection == "nmi_zz" and result.best is None and result.confusion(result.selected) is None
-    assert len(result.heads) == 2 and all(h.acc is None and math.isfinite(h.nmi_zz) for h in result.heads)
-    assert result.selected == max(result.heads, key=lambda h: h.nmi_zz).index
-    summary = result.summary()
-    assert summary["acc"] is None and summary["selection"] == "nmi_zz"
-    labelled = evaluate(built.model, built.source, built.eval_data, batch_size=64, precision="fp32", selection="best")
-    assert labelled.selection == "best" and labelled.confusion(labelled.selected).sum() == len(built.eval_data)
-    assert labelled.selected == max(labelled.heads, key=lambda h: h.acc).index
-    # the label-free scores do not depend on the labels
-    assert [h.nmi_zz for h in labelled.heads] == [h.nmi_zz for h in result.heads]
 
 
 def test_mapped_accuracy_uses_the_given_map() -> None:

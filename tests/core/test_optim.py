@@ -57,7 +57,7 @@ def test_optimizers(name: str, cls: type) -> None:
 def test_fused_kernels_only_for_cuda_parameters(name: str) -> None:
     cpu = make_optimizer([torch.nn.Parameter(torch.zeros(3))], TrainParams(optimizer=name))
     assert not cpu.defaults.get("fused")
-    if torch.cuda.is_available():  # the GPU machine's run of the suite; CI has none
+    if torch.cuda.is_available():  # a run of the suite on a GPU; CI has none
         gpu = make_optimizer([torch.nn.Parameter(torch.zeros(3, device="cuda"))], TrainParams(optimizer=name))
         assert gpu.defaults.get("fused") is (True if name in ("adam", "sgd") else None)
 

@@ -1,13 +1,11 @@
-"""Evaluation protocols: the splits each role uses, the union of splits, and a mapping and head
-fitted on one split scoring another, against a direct computation."""
+"""Evaluation protocols: the splits each role uses, the union of splits, and the paper recipes'
+protocols (a mapping and head fitted on one split scoring another: tests/core/test_evaluate.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import normalized_mutual_info_score
 
 from mihead.contracts import ImageData
 from mihead.errors import DataError
@@ -59,57 +57,6 @@ def test_union_of_different_images_is_a_clear_error() -> None:
     other = ImageData(_data(2).images, np.zeros(2, dtype=np.int64), ("x",))
     with pytest.raises(DataError, match="name different classes"):
         union_data([("train", _data(3)), ("test", other)])
-
-
-def direct_mapping(labels: np.ndarray, assign: np.ndarray, clusters: int) -> np.ndarray:
-    """cluster -> class (-1 = none) maximising agreement, from a confusion table [classes,
-    clusters seen] counted here (scipy's assignment solver, as the Hungarian method)."""
-    table = np.zeros((int(labels.max()) + 1, int(assign.max()) + 1))
-    for c, y in zip(assign, labels, strict=True):
-        table[y, c] += 1
-    rows, cols = linear_sum_assignment(table, maximize=True)
-    mapping = np.full(clusters, -1)
-    mapping[cols] = rows
-    return mapping
-
-
-def test_mapping_and_head_fitted_on_one_split_score_another(registry) -> None:  # type: ignore[no-untyped-def]
-    """evaluate(scored, fit=other): each head's Hungarian map fitted on the other images scores
-    these, and the head is the other images' highest NMI(z, z'). The fitting images' labels are
-    shifted by one class, so their mapping cannot be the scored images' own."""
-    from corehelp import QUICKSTART, TINY
-    from mihead.build import build
-    from mihead.evaluate import evaluate
-    from mihead.recipe import load_recipe
-
-    recipe = load_recipe(QUICKSTART, registry, [*TINY, "head.per_attachment=3"])
-    built = build(recipe, torch.device("cpu"))
-    data = built.eval_data
-    assert data.labels is not None
-    scored = ImageData(data.images[:100], data.labels[:100], data.classes)
-    fit = ImageData(data.images[100:], (data.labels[100:] + 1) % 10, data.classes)
-    kwargs = {"batch_size": 64, "precision": "fp32", "selection": "nmi_zz"}
-    alone_scored = evaluate(built.model, built.source, scored, **kwargs)  # type: ignore[arg-type]
-    alone_fit = evaluate(built.model, built.source, fit, **kwargs)  # type: ignore[arg-type]
-    protocol = resolve_protocol("fit_on_train", "train", "test")
-    result = evaluate(built.model, built.source, scored, fit=fit, protocol=protocol, **kwargs)  # type: ignore[arg-type]
-
-    k = built.model.clusters
-    assert scored.labels is not None and fit.labels is not None
-    for h in range(3):
-        mapping = direct_mapping(fit.labels, alone_fit.assignments[h], k)
-        expected = float(np.mean(mapping[alone_scored.assignments[h]] == scored.labels))
-        assert result.heads[h].acc == pytest.approx(expected)
-        assert result.matching(h) == {c: int(y) for c, y in enumerate(mapping) if y >= 0}
-        assert result.heads[h].nmi == pytest.approx(normalized_mutual_info_score(scored.labels, alone_scored.assignments[h]))
-    assert any(result.heads[h].acc != alone_scored.heads[h].acc for h in range(3))  # not the scored images' own map
-    assert result.fit_heads is not None
-    assert [h.nmi_zz for h in result.fit_heads] == [h.nmi_zz for h in alone_fit.heads]
-    assert result.selected == alone_fit.selected == int(np.argmax([h.nmi_zz for h in alone_fit.heads]))
-    summary = result.summary()
-    assert summary["protocol"] == protocol.describe() and summary["splits"]["fitted"] == "train"
-    assert [h["nmi_zz"] for h in summary["fit_heads"]] == [h.nmi_zz for h in alone_fit.heads]  # type: ignore[index]
-    assert alone_scored.summary()["protocol"] == "" and "fit_heads" not in alone_scored.summary()
 
 
 def test_paper_recipes_protocols(registry, cifar10_root) -> None:  # type: ignore[no-untyped-def]

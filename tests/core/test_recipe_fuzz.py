@@ -1,4 +1,4 @@
-"""Property-based fuzzing of ``mihead check`` (issue 8.4): malformed recipes and ``--set``
+"""Property-based fuzzing of ``mihead check``: malformed recipes and ``--set``
 strings end with exit status 2 and a one-line message (or 0 when valid), never a traceback."""
 
 from __future__ import annotations

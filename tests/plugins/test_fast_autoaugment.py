@@ -12,7 +12,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import numpy as np
 import pytest
 
-# the per-image path is albumentations; where it is absent (the GPU machine) this module is
+# the per-image path is albumentations; where it is absent (as on the H200 machine) this module is
 # skipped, and test_fast_autoaugment_device.py checks the batched path without it
 pytest.importorskip("albumentations", reason="the per-image path needs albumentations")
 

@@ -1,6 +1,6 @@
 """The fast_autoaugment augmenter where a GPU run uses it: its batched path (pure torch) gives
 the same views masked as indexed on every device, and the plugin registers and batches where
-albumentations is absent (the GPU machine). This module imports no albumentations, so that
+albumentations is absent (as on the H200 machine). This module imports no albumentations, so that
 ``pytest -m cuda`` collects it there."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def test_masked_and_indexed_batched_paths_agree(device: str) -> None:
     assert torch.equal(indexed, masked)
 
 
-# albumentations is absent on the GPU machine (and lightly): the plugin must still register,
+# albumentations is absent on the H200 machine (and lightly): the plugin must still register,
 # and its batched path, pure torch, must work; the per-image path says what is missing
 WITHOUT_ALBUMENTATIONS = """
 import sys

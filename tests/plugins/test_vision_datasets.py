@@ -313,15 +313,6 @@ def test_image_folder_cache_keeps_skipped_files_and_survives_a_torn_entry(tmp_pa
     assert _folder(root, size=8, cache=str(cache), skip_bad=True).load("all").ids == ("0.png", "2.png")
 
 
-def test_image_cache_default_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert image_cache.cache_folder("auto") == tmp_path / "mihead" / "images"
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    assert image_cache.cache_folder("auto") == Path.home() / ".cache" / "mihead" / "images"
-    assert image_cache.cache_folder("") is None
-    assert image_cache.cache_folder("~/x") == Path.home() / "x"
-
-
 @pytest.mark.parametrize("cache", ["", "cache"])
 def test_symlink_loop_is_skipped_with_skip_bad_with_or_without_the_cache(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], cache: str
