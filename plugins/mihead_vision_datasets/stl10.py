@@ -38,10 +38,10 @@ class STL10Dataset(Dataset):
 
     def load(self, split: str) -> ImageData:
         p = self.params
-        root = data_root(p.root, self.name)  # type: ignore[attr-defined]
+        root = data_root(p.root, self.name)
         folder = root / STL10.base_folder
-        require(self.name, [folder / f for f in _FILES[split]], p.download)  # type: ignore[attr-defined]
-        ds = make(self.name, STL10, p.verify, folder, lambda cls: cls(str(root), split=split, download=p.download))  # type: ignore[attr-defined]
+        require(self.name, [folder / f for f in _FILES[split]], p.download)
+        ds = make(self.name, STL10, p.verify, folder, lambda cls: cls(str(root), split=split, download=p.download))
         images = np.ascontiguousarray(ds.data.transpose(0, 2, 3, 1))
         labelled = "unlabeled" not in split
         labels = ds.labels.astype(np.int64) if labelled else None

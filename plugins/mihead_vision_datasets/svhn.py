@@ -23,8 +23,8 @@ class SVHNDataset(Dataset):
 
     def load(self, split: str) -> ImageData:
         p = self.params
-        root = data_root(p.root, self.name)  # type: ignore[attr-defined]
-        require(self.name, [root / SVHN.split_list[split][1]], p.download)  # type: ignore[attr-defined]
-        ds = make(self.name, SVHN, p.verify, root, lambda cls: cls(str(root), split=split, download=p.download))  # type: ignore[attr-defined]
+        root = data_root(p.root, self.name)
+        require(self.name, [root / SVHN.split_list[split][1]], p.download)
+        ds = make(self.name, SVHN, p.verify, root, lambda cls: cls(str(root), split=split, download=p.download))
         images = np.ascontiguousarray(ds.data.transpose(0, 2, 3, 1))
         return ImageData(images, ds.labels.astype(np.int64), tuple(str(d) for d in range(10)))
