@@ -46,6 +46,6 @@ def objective(
 
 
 def augmenter(name: str, *, size: int, channels: int = 3, registry: Registry | None = None, **values: Any) -> Augmenter:
-    """The augmenter ``name`` for source images of ``channels`` x ``size`` x ``size``."""
+    """The augmenter ``name`` for images of ``channels`` x ``size`` x ``size``."""
     cls, params = make_params("augmenter", name, registry, **values)
     return cls(params, ImageSpec(channels, size))

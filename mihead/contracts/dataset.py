@@ -22,7 +22,7 @@ class DatasetParams(Params):
 
     ``limit`` is applied by the core to every dataset (see :class:`Dataset`); ``root``,
     ``download`` and ``verify`` mean something only to a dataset that reads, fetches or checks
-    files, so each dataset says which of them it honours (:attr:`Dataset.honours`) and a recipe
+    files (the optional keys, :data:`OPTIONAL_KEYS`), so each dataset says which of them it honours (:attr:`Dataset.honours`) and a recipe
     that sets another one is refused.
     """
 
@@ -76,7 +76,7 @@ class ImageData:
 
 
 OPTIONAL_KEYS: frozenset[str] = frozenset({"root", "download", "verify"})
-"""The keys of :class:`DatasetParams` that a dataset may leave unused (``limit`` it cannot:
+"""The optional keys: those of :class:`DatasetParams` that a dataset may leave unused (``limit`` it cannot:
 the core applies it)."""
 
 
@@ -113,7 +113,7 @@ class Dataset(Plugin[ParamsT], ABC):
 
     @classmethod
     def unused_keys(cls) -> frozenset[str]:
-        """The common keys this dataset does not honour (:attr:`honours`)."""
+        """The optional keys this dataset does not honour (:attr:`honours`)."""
         return OPTIONAL_KEYS - cls.honours
 
     def image_spec(self) -> ImageSpec | None:

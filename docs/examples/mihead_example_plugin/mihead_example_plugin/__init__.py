@@ -18,7 +18,7 @@ import math
 import torch
 
 from mihead import hookimpl
-from mihead.contracts import ModelOutputs, Objective, ObjectiveContext, ObjectiveParams, param
+from mihead.contracts import ModelOutputs, Objective, ObjectiveParams, param
 
 __all__ = ["MarginalEntropy", "MarginalEntropyParams", "register_objectives"]
 
@@ -45,9 +45,6 @@ class MarginalEntropy(Objective[MarginalEntropyParams]):
     and views (and overclustering heads when asked)."""
 
     name = "marginal_entropy"
-
-    def __init__(self, params: MarginalEntropyParams, context: ObjectiveContext) -> None:
-        super().__init__(params, context)
 
     def _term(self, probs: torch.Tensor) -> torch.Tensor:
         h = marginal_entropy(probs).mean()
