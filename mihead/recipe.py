@@ -3,7 +3,8 @@
 A recipe names one plugin per section (``[data]``, ``[augment]``, ``[backbone]``, ``[head]``)
 and one per ``[[objective]]`` table, each followed by that plugin's parameters, plus the core
 sections ``[run]``, ``[train]`` and ``[eval]``. Validation resolves every name through the
-registry and checks every key's presence, type and range against the declared parameters;
+registry and checks every key's presence, type and range against the declared parameters
+(:mod:`mihead.contracts.param_values`);
 the first problem becomes a :class:`RecipeError` naming the file, the section and the key.
 """
 
@@ -50,6 +51,7 @@ __all__ = [
     "apply_overrides",
     "load_recipe",
     "parse_recipe",
+    "resolve_plugin",
 ]
 
 
@@ -213,6 +215,8 @@ def _objective_label(index: int) -> str:
 
 
 def resolve_plugin(registry: Registry, kind: str, table: dict[str, Any], where: Where) -> Registered:
+    """The registered plugin of ``kind`` that ``table``'s ``name`` names, or a RecipeError
+    listing the registered ones."""
     if "name" not in table:
         raise where.error("name", f"missing: name the {kind} to use; registered: {', '.join(registry.names(kind)) or 'none'}")
     name = table["name"]
@@ -231,6 +235,7 @@ def resolve_plugin(registry: Registry, kind: str, table: dict[str, Any], where: 
 
 
 def _core_section(data: dict[str, Any], section: str, params_type: type[ParamsT], path: str) -> ParamsT:
+    """The core section ``section`` (``[run]``, ``[train]``, ``[eval]``; absent: all defaults)."""
     table = data.get(section, {})
     where = Where(path, section)
     if not isinstance(table, dict):
