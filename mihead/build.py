@@ -48,7 +48,7 @@ def prediction_facts(built: Built) -> dict[str, object]:
     the clusters of each main head, and whether the evaluation views were made on the device
     (batched) or per image (the two paths of an augmenter may differ slightly)."""
     return {
-        "image_spec": dataclasses.asdict(built.augmenter.source),
+        "image_spec": dataclasses.asdict(built.augmenter.image),
         "clusters": built.model.clusters,
         "views_on_device": built.source.on_device,
     }
@@ -56,7 +56,7 @@ def prediction_facts(built: Built) -> dict[str, object]:
 
 def _load(dataset: Dataset, split: str, limit: int) -> ImageData:
     with _building("data"):  # e.g. an image size too large to allocate: one line, not a traceback
-        data = dataset.load(split).head(limit)
+        data = dataset.load(split).first(limit)
     if len(data) == 0:
         raise DataError(f"dataset {dataset.name!r} split {split!r} has no images")
     return data
@@ -77,8 +77,8 @@ def build(recipe: Recipe, device: torch.device, rank: int = 0, world_size: int =
     batches are those of process ``rank`` of ``world_size`` (see mihead/data.py)."""
     torch.manual_seed(recipe.run.seed)
     dataset: Dataset = recipe.data.cls(recipe.data.params)
-    limit = recipe.data.params.limit  # type: ignore[attr-defined]
-    train_split = recipe.data.core.split or dataset.train_split  # type: ignore[attr-defined]
+    limit = recipe.data.params.limit
+    train_split = recipe.data.core.split or dataset.train_split
     eval_split = recipe.eval.split or dataset.eval_split
     train_data = _load(dataset, train_split, limit)
     eval_data = train_data if eval_split == train_split else _load(dataset, eval_split, limit)
@@ -92,8 +92,8 @@ def build(recipe: Recipe, device: torch.device, rank: int = 0, world_size: int =
     source = make_view_source(
         train_data.images,
         augmenter,
-        recipe.augment.core.where,  # type: ignore[attr-defined]
-        original_view=recipe.augment.core.original_view,  # type: ignore[attr-defined]
+        recipe.augment.core.where,
+        original_view=recipe.augment.core.original_view,
         batch_size=recipe.train.batch_size,
         num_workers=recipe.train.num_workers,
         seed=recipe.run.seed,
@@ -102,7 +102,7 @@ def build(recipe: Recipe, device: torch.device, rank: int = 0, world_size: int =
         world_size=world_size,
     )
 
-    clusters = recipe.head.params.clusters or len(train_data.classes)  # type: ignore[attr-defined]
+    clusters = recipe.head.params.clusters or len(train_data.classes)
     if clusters < 2:
         named = f"names only the class {train_data.classes[0]!r}" if train_data.classes else "names no classes (unlabelled)"
         raise DataError(
@@ -120,7 +120,7 @@ def build_declared(recipe: Recipe) -> tuple[ImageSpec, int, MultiHeadModel] | No
     raise here as they would in a run. None when the dataset declares either too little."""
     dataset: Dataset = recipe.data.cls(recipe.data.params)
     spec = dataset.image_spec()
-    clusters = recipe.head.params.clusters or dataset.class_count()  # type: ignore[attr-defined]
+    clusters = recipe.head.params.clusters or dataset.class_count()
     if spec is None or clusters < 2:
         return None
     augmenter: Augmenter = recipe.augment.cls(recipe.augment.params, spec)
@@ -148,9 +148,9 @@ def build_model(
     head_params = recipe.head.params
     with _building("backbone"):
         backbone = recipe.backbone.cls(recipe.backbone.params, augmenter.output)
-    per = head_params.per_attachment  # type: ignore[attr-defined]
+    per = head_params.per_attachment
     points = [ch for ch in backbone.attach_channels for _ in range(per)]
-    over = head_params.overclusters  # type: ignore[attr-defined]
+    over = head_params.overclusters
     with _building("head"):
         heads = [recipe.head.cls(head_params, ch, clusters) for ch in points]
         over_heads = [recipe.head.cls(head_params, ch, over) for ch in points] if over else []
@@ -172,5 +172,5 @@ def build_model(
     objectives = []
     for i, (name, s) in enumerate(zip(_term_names(recipe), recipe.objectives, strict=True)):
         with _building(f"objective.{i}"):  # numbered from 0, as recipe errors and --set number them
-            objectives.append((name, s.params.weight, s.cls(s.params, context).to(device)))  # type: ignore[attr-defined]
+            objectives.append((name, s.params.weight, s.cls(s.params, context).to(device)))
     return model, objectives

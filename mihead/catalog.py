@@ -1,8 +1,8 @@
 """The registered plugins as ``mihead plugins`` shows them: a block of text per plugin for a
 reader (``--verbose``), and the same facts as JSON for scripts (``--json``).
 
-Keys a plugin ignores (:meth:`mihead.contracts.Plugin.unused_keys`: a dataset's common keys
-that it does not honour) are left out: a recipe cannot use them.
+Keys a plugin ignores (:meth:`mihead.contracts.Plugin.unused_keys`: the optional keys a
+dataset does not honour) are left out: a recipe cannot use them.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def _new_run_dir(recipe: Recipe, out: str | None) -> Path:
         if any((run_dir / name).exists() for name in (CHECKPOINT, PREVIOUS)):
             raise RecipeError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out")
     else:
-        name = recipe.run.name or Path(recipe.source).stem
+        name = recipe.run.name or Path(recipe.path).stem
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path(recipe.run.out) / f"{name}-{stamp}"
         n = 1
@@ -82,7 +82,7 @@ def _start_run(recipe: Recipe, out: str | None) -> Path:
     or key that chose a place where it cannot be made (a file, a path under a file, a folder
     that cannot be written)."""
     run_dir = _new_run_dir(recipe, out)
-    what = "--out" if out is not None else f"{recipe.source}: [run] out"
+    what = "--out" if out is not None else f"{recipe.path}: [run] out"
     if run_dir.exists() and not run_dir.is_dir():
         raise RecipeError(f"{what}: {run_dir} is a file, not a folder; choose a new or empty folder for the run")
     try:
@@ -164,7 +164,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     from mihead.checkpoint import load_checkpoint, load_weights
     from mihead.device import resolve_device
     from mihead.evaluate import evaluate_run
-    from mihead.outputs import check_head, report, training_facts
+    from mihead.outputs import check_head_index, report, training_facts
 
     run_dir = Path(args.run_dir)
     if not (run_dir / RECIPE_FILE).exists():
@@ -175,7 +175,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     device = resolve_device(args.device, "--device")
     built = build(recipe, device)
     if args.head is not None:
-        check_head(args.head, built.model.num_heads)
+        check_head_index(args.head, built.model.num_heads)
     load_weights(built.model, state["model"], run_dir, "model")
     evaluation = evaluate_run(built, recipe)
     facts = training_facts(state, device)
@@ -186,7 +186,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
 def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     """Assign new image files with a run's checkpoint: CSV on stdout or in ``--out``."""
     from mihead.device import resolve_device
-    from mihead.outputs import check_head
+    from mihead.outputs import check_head_index
     from mihead.outputs.assignments import head_columns, write_csv, write_csv_file
     from mihead.outputs.summary import read_summary
     from mihead.predict import load_run_model, predict
@@ -206,7 +206,7 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
         if summary is None:
             raise UsageError(f"{run_dir}: no summary.json (the run has not finished), so no reported head; choose one with --head N")
         head = int(summary["selected_head"])
-    check_head(head, run.model.num_heads)
+    check_head_index(head, run.model.num_heads)
     predictions = predict(run, [Path(p) for p in args.paths], skip_bad=args.skip_bad, console=console)
     for path, reason in predictions.skipped:
         _warn(console, f"skipped {path}: {reason}")

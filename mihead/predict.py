@@ -77,7 +77,7 @@ def _clusters(state: dict[str, object], recipe: Recipe, dataset: Dataset, run_di
     recorded = state.get("clusters")
     if isinstance(recorded, int):
         return recorded
-    clusters = int(recipe.head.params.clusters or dataset.class_count())  # type: ignore[attr-defined]
+    clusters = int(recipe.head.params.clusters or dataset.class_count())
     if clusters < 2:
         raise CheckpointError(f"{run_dir}: the checkpoint does not record its heads' clusters and the recipe does not say them")
     return clusters
@@ -93,7 +93,7 @@ def load_run_model(run_dir: Path, recipe: Recipe, device: torch.device) -> RunMo
     model, _ = build_model(recipe, augmenter, _clusters(state, recipe, dataset, run_dir), device)
     load_weights(model, state["model"], run_dir, "model")
     recorded = state.get("views_on_device")
-    where = recipe.augment.core.where  # type: ignore[attr-defined]
+    where = recipe.augment.core.where
     on_device = recorded if isinstance(recorded, bool) else views_on_device(augmenter, where, device)
     return RunModel(recipe, model, augmenter, spec, device, on_device)
 

@@ -3,19 +3,17 @@
 A recipe names one plugin per section (``[data]``, ``[augment]``, ``[backbone]``, ``[head]``)
 and one per ``[[objective]]`` table, each followed by that plugin's parameters, plus the core
 sections ``[run]``, ``[train]`` and ``[eval]``. Validation resolves every name through the
-registry and checks every key's presence, type and range against the declared parameters;
+registry and checks every key's presence, type and range against the declared parameters
+(:mod:`mihead.contracts.param_values`);
 the first problem becomes a :class:`RecipeError` naming the file, the section and the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
-import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import tomli_w
 
@@ -26,16 +24,20 @@ except ModuleNotFoundError:  # Python 3.10
 
 from mihead.contracts import (
     Augmenter,
+    AugmenterParams,
     Backbone,
     BatchAugmenter,
     Dataset,
+    DatasetParams,
+    HeadParams,
     ImageAugmenter,
     Objective,
-    ParamInfo,
+    ObjectiveParams,
     Params,
     describe,
     param,
 )
+from mihead.contracts.param_values import Where, build_params, check_keys, did_you_mean
 from mihead.errors import PluginError, RecipeError
 from mihead.plugins import Registered, Registry
 from mihead.protocol import PROTOCOLS
@@ -49,6 +51,7 @@ __all__ = [
     "apply_overrides",
     "load_recipe",
     "parse_recipe",
+    "resolve_plugin",
 ]
 
 
@@ -136,24 +139,29 @@ class NoCore(Params):
     """A plugin section with no core keys besides ``name``."""
 
 
+ParamsT = TypeVar("ParamsT", bound=Params, covariant=True)
+CoreT = TypeVar("CoreT", bound=Params, covariant=True)
+
+
 @dataclasses.dataclass(frozen=True)
-class PluginSection:
-    """A validated plugin section: the class, its parameters and the core keys beside them."""
+class PluginSection(Generic[ParamsT, CoreT]):
+    """A validated plugin section: the class, its parameters (of the kind's parameters' type,
+    ``ParamsT``) and the core keys beside them (``CoreT``)."""
 
     kind: str
     entry: Registered
-    params: Params
-    core: Params
-    unused: frozenset[str] = frozenset()
-    """Keys of ``params`` the plugin ignores (:meth:`Plugin.unused_keys`: a dataset's common keys it does not honour), left
-    out of the resolved recipe."""
+    params: ParamsT
+    core: CoreT
+    unused_keys: frozenset[str] = frozenset()
+    """Keys of ``params`` the plugin ignores (:meth:`Plugin.unused_keys`: the optional keys a
+    dataset does not honour), left out of the resolved recipe."""
 
     @property
     def cls(self) -> type:
         return self.entry.cls
 
     def to_dict(self) -> dict[str, Any]:
-        params = {k: v for k, v in dataclasses.asdict(self.params).items() if k not in self.unused}
+        params = {k: v for k, v in dataclasses.asdict(self.params).items() if k not in self.unused_keys}
         return {"name": self.entry.name, **dataclasses.asdict(self.core), **params}
 
 
@@ -161,15 +169,16 @@ class PluginSection:
 class Recipe:
     """A recipe whose every name is resolved and every value checked."""
 
-    source: str
+    path: str
+    """The recipe's file, as messages name it."""
     run: RunParams
     train: TrainParams
     eval: EvalParams
-    data: PluginSection
-    augment: PluginSection
-    backbone: PluginSection
-    head: PluginSection
-    objectives: tuple[PluginSection, ...]
+    data: PluginSection[DatasetParams, DataCore]
+    augment: PluginSection[AugmenterParams, AugmentCore]
+    backbone: PluginSection[Params, NoCore]
+    head: PluginSection[HeadParams, NoCore]
+    objectives: tuple[PluginSection[ObjectiveParams, NoCore], ...]
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved recipe, every default filled in (what ``recipe.toml`` holds)."""
@@ -190,7 +199,7 @@ class Recipe:
     def warnings(self) -> list[str]:
         """What is valid but almost surely a mistake, one line each: an objective of weight 0
         is computed and logged but never trained on; when every one weighs 0, nothing learns."""
-        zero = [f"{_objective_label(i)} ({s.entry.name})" for i, s in enumerate(self.objectives) if s.params.weight == 0]  # type: ignore[attr-defined]
+        zero = [f"{_objective_label(i)} ({s.entry.name})" for i, s in enumerate(self.objectives) if s.params.weight == 0]
         if not zero:
             return []
         if len(zero) == len(self.objectives):
@@ -198,23 +207,15 @@ class Recipe:
         return [f"{what} has weight = 0: it is computed and logged but adds nothing to the loss trained on" for what in zero]
 
     def plugins_used(self) -> list[Registered]:
-        sections = [self.data, self.augment, self.backbone, self.head, *self.objectives]
+        sections: list[PluginSection[Params, Params]] = [self.data, self.augment, self.backbone, self.head, *self.objectives]
         seen: dict[tuple[str, str], Registered] = {}
         for s in sections:
             seen.setdefault((s.kind, s.entry.name), s.entry)
         return list(seen.values())
 
 
-_CORE_SECTIONS: dict[str, type[Params]] = {"run": RunParams, "train": TrainParams, "eval": EvalParams}
-_PLUGIN_SECTIONS: dict[str, tuple[str, type[Params]]] = {
-    "data": ("dataset", DataCore),
-    "augment": ("augmenter", AugmentCore),
-    "backbone": ("backbone", NoCore),
-    "head": ("head", NoCore),
-    "objective": ("objective", NoCore),
-}
-_SECTIONS = [*_CORE_SECTIONS, *_PLUGIN_SECTIONS]
 _REQUIRED = ("data", "augment", "backbone", "head", "objective")
+_SECTIONS = ("run", "train", "eval", *_REQUIRED)
 
 
 def _objective_label(index: int) -> str:
@@ -223,89 +224,9 @@ def _objective_label(index: int) -> str:
     return f"objective.{index}"
 
 
-def _did_you_mean(word: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-class _Where:
-    """Names the place of a value in error messages: 'FILE: [section] key'."""
-
-    def __init__(self, source: str, section: str) -> None:
-        self.source = source
-        self.section = section
-
-    def error(self, key: str | None, message: str) -> RecipeError:
-        place = f"[{self.section}]" + (f" {key}" if key else "")
-        return RecipeError(f"{self.source}: {place}: {message}")
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is list:
-        (arg,) = typing.get_args(tp)
-        return f"a list of {_type_name(arg)}"
-    return {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}.get(
-        tp, getattr(tp, "__name__", str(tp))
-    )
-
-
-def _coerce(value: Any, tp: Any) -> Any:
-    """``value`` as type ``tp``, or raise TypeError. TOML integers are accepted as floats."""
-    origin = typing.get_origin(tp)
-    if origin is list:
-        (arg,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise TypeError
-        return [_coerce(v, arg) for v in value]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    raise TypeError
-
-
-def _check_value(info: ParamInfo, value: Any, where: _Where) -> Any:
-    try:
-        value = _coerce(value, info.type)
-    except TypeError:
-        raise where.error(info.name, f"expected {_type_name(info.type)}, got {value!r}") from None
-    for v in value if isinstance(value, list) else [value]:
-        if info.admits(v):
-            continue
-        if info.choices is not None and v not in info.choices:
-            hint = _did_you_mean(v, [str(c) for c in info.choices]) if isinstance(v, str) else ""
-            raise where.error(info.name, f"{v!r} is not {info.bounds_text()}{hint}")
-        raise where.error(info.name, f"{v!r} is out of range: must be {info.bounds_text()} ({info.help})")
-    return value
-
-
-def _build_params(
-    types: Sequence[type[Params]], table: dict[str, Any], where: _Where, extra: Sequence[str] = ()
-) -> list[Params]:
-    """Instances of each Params type from the keys of ``table`` (every key must belong to one
-    of them, or be listed in ``extra``)."""
-    infos = [{i.name: i for i in describe(t)} for t in types]
-    known = [k for group in infos for k in group] + list(extra)
-    for key in table:
-        if key not in known:
-            raise where.error(key, f"unknown key{_did_you_mean(key, known)}; valid keys: {', '.join(known)}")
-    built = []
-    for tp, group in zip(types, infos, strict=True):
-        values = {k: _check_value(info, table[k], where) for k, info in group.items() if k in table}
-        built.append(tp(**values))
-    return built
-
-
-def _resolve(registry: Registry, kind: str, table: dict[str, Any], where: _Where) -> Registered:
+def resolve_plugin(registry: Registry, kind: str, table: dict[str, Any], where: Where) -> Registered:
+    """The registered plugin of ``kind`` that ``table``'s ``name`` names, or a RecipeError
+    listing the registered ones."""
     if "name" not in table:
         raise where.error("name", f"missing: name the {kind} to use; registered: {', '.join(registry.names(kind)) or 'none'}")
     name = table["name"]
@@ -317,26 +238,39 @@ def _resolve(registry: Registry, kind: str, table: dict[str, Any], where: _Where
         names = registry.names(kind)
         raise where.error(
             "name",
-            f"unknown {kind} {name!r}{_did_you_mean(name, names)}; registered: {', '.join(names) or 'none'}",
+            f"unknown {kind} {name!r}{did_you_mean(name, names)}; registered: {', '.join(names) or 'none'}",
         ) from None
     except PluginError as exc:
         raise where.error("name", str(exc)) from None
 
 
-def _plugin_section(
-    registry: Registry, section: str, table: Any, where: _Where
-) -> PluginSection:
-    kind, core_type = _PLUGIN_SECTIONS[section]
+def _core_section(data: dict[str, Any], section: str, params_type: type[ParamsT], path: str) -> ParamsT:
+    """The core section ``section`` (``[run]``, ``[train]``, ``[eval]``; absent: all defaults)."""
+    table = data.get(section, {})
+    where = Where(path, section)
     if not isinstance(table, dict):
         raise where.error(None, f"expected a table, got {table!r}")
-    entry = _resolve(registry, kind, table, where)
-    core, params = _build_params([core_type, entry.cls.Params], table, where, extra=("name",))
+    check_keys(table, [params_type], where)
+    return build_params(params_type, table, where)
+
+
+def _plugin_section(
+    registry: Registry, kind: str, table: Any, where: Where, kind_params: type[ParamsT], core_type: type[CoreT]
+) -> PluginSection[ParamsT, CoreT]:
+    """The section of a plugin of ``kind``, whose parameters extend ``kind_params``."""
+    if not isinstance(table, dict):
+        raise where.error(None, f"expected a table, got {table!r}")
+    entry = resolve_plugin(registry, kind, table, where)
+    check_keys(table, [core_type, entry.cls.Params], where, extra=("name",))
+    core = build_params(core_type, table, where)
+    params = build_params(entry.cls.Params, table, where)
+    assert isinstance(params, kind_params)  # the registry admits only a Params extending its kind's
     unused = entry.cls.unused_keys()
     _refuse_unused(entry, [core_type, entry.cls.Params], table, unused, where)
     return PluginSection(kind, entry, params, core, unused)
 
 
-def _refuse_unused(entry: Registered, types: Sequence[type[Params]], table: dict[str, Any], unused: frozenset[str], where: _Where) -> None:
+def _refuse_unused(entry: Registered, types: Sequence[type[Params]], table: dict[str, Any], unused: frozenset[str], where: Where) -> None:
     """A RecipeError for a key the plugin ignores that ``table`` sets away from its default
     (at its default it asks for nothing, as in the resolved recipe of a run made before)."""
     infos = {i.name: i for t in types for i in describe(t)}
@@ -346,69 +280,58 @@ def _refuse_unused(entry: Registered, types: Sequence[type[Params]], table: dict
             raise where.error(key, f"{entry.kind} {entry.name!r} does not use this key: it would change nothing; remove it (keys it uses: {uses})")
 
 
-def parse_recipe(data: dict[str, Any], registry: Registry, source: str) -> Recipe:
+def parse_recipe(data: dict[str, Any], registry: Registry, path: str) -> Recipe:
     """Validate a recipe's tables (already parsed and overridden) into a :class:`Recipe`."""
     for section in data:
         if section not in _SECTIONS:
             raise RecipeError(
-                f"{source}: unknown section [{section}]{_did_you_mean(section, _SECTIONS)}; "
+                f"{path}: unknown section [{section}]{did_you_mean(section, _SECTIONS)}; "
                 f"valid sections: {', '.join(_SECTIONS)}"
             )
     for section in _REQUIRED:
         if section not in data:
             hint = "[[objective]]" if section == "objective" else f"[{section}]"
-            raise RecipeError(f"{source}: missing section {hint}")
-    core: dict[str, Params] = {}
-    for section, tp in _CORE_SECTIONS.items():
-        table = data.get(section, {})
-        where = _Where(source, section)
-        if not isinstance(table, dict):
-            raise where.error(None, f"expected a table, got {table!r}")
-        (core[section],) = _build_params([tp], table, where)
-    sections = {
-        s: _plugin_section(registry, s, data[s], _Where(source, s))
-        for s in ("data", "augment", "backbone", "head")
-    }
+            raise RecipeError(f"{path}: missing section {hint}")
+    run = _core_section(data, "run", RunParams, path)
+    train = _core_section(data, "train", TrainParams, path)
+    eval_ = _core_section(data, "eval", EvalParams, path)
+    dataset = _plugin_section(registry, "dataset", data["data"], Where(path, "data"), DatasetParams, DataCore)
+    augment = _plugin_section(registry, "augmenter", data["augment"], Where(path, "augment"), AugmenterParams, AugmentCore)
+    backbone = _plugin_section(registry, "backbone", data["backbone"], Where(path, "backbone"), Params, NoCore)
+    head = _plugin_section(registry, "head", data["head"], Where(path, "head"), HeadParams, NoCore)
     tables = data["objective"]
     if isinstance(tables, dict):
         tables = [tables]
     if not isinstance(tables, list) or not tables:
-        raise RecipeError(f"{source}: [[objective]] must be one or more tables")
+        raise RecipeError(f"{path}: [[objective]] must be one or more tables")
     objectives = tuple(
-        _plugin_section(registry, "objective", t, _Where(source, _objective_label(i)))
+        _plugin_section(registry, "objective", t, Where(path, _objective_label(i)), ObjectiveParams, NoCore)
         for i, t in enumerate(tables)
     )
-    recipe = Recipe(
-        source=source,
-        run=core["run"],  # type: ignore[arg-type]
-        train=core["train"],  # type: ignore[arg-type]
-        eval=core["eval"],  # type: ignore[arg-type]
-        objectives=objectives,
-        **sections,
-    )
+    recipe = Recipe(path, run, train, eval_, dataset, augment, backbone, head, objectives)
     _check_coherence(recipe)
     return recipe
 
 
 def _check_coherence(recipe: Recipe) -> None:
     """Checks that span sections: splits, the augmenter's flavour, features objectives need."""
-    source = recipe.source
+    path = recipe.path
     dataset: type[Dataset] = recipe.data.cls
-    for split, section in ((recipe.data.core.split, "data"), (recipe.eval.split, "eval")):  # type: ignore[attr-defined]
+    for split, section in ((recipe.data.core.split, "data"), (recipe.eval.split, "eval")):
         if split and split not in dataset.splits:
             raise RecipeError(
-                f"{source}: [{section}] split: {dataset.name!r} has no split {split!r}"
-                f"{_did_you_mean(split, dataset.splits)}; splits: {', '.join(dataset.splits)}"
+                f"{path}: [{section}] split: {dataset.name!r} has no split {split!r}"
+                f"{did_you_mean(split, dataset.splits)}; splits: {', '.join(dataset.splits)}"
             )
     augmenter: type[Augmenter] = recipe.augment.cls
-    where = recipe.augment.core.where  # type: ignore[attr-defined]
+    where = recipe.augment.core.where
     if where == "workers" and not issubclass(augmenter, ImageAugmenter):
         raise RecipeError(
-            f"{source}: [augment] where: augmenter {augmenter.name!r} only runs batched on the device; use 'device' or 'auto'"
+            f"{path}: [augment] where: augmenter {augmenter.name!r} only runs batched on the device; use 'device' or 'auto'"
         )
     if where == "device" and not issubclass(augmenter, BatchAugmenter):
         raise RecipeError(
-            f"{source}: [augment] where: augmenter {augmenter.name!r} has no batched device path; use 'workers' or 'auto'"
+            f"{path}: [augment] where: augmenter {augmenter.name!r} has no batched device path; use 'workers' or 'auto'"
         )
     backbone: type[Backbone] = recipe.backbone.cls
     for i, table in enumerate(recipe.objectives):
@@ -417,7 +340,7 @@ def _check_coherence(recipe: Recipe) -> None:
         if missing:
             provides = ", ".join(sorted(backbone.provides)) or "none"
             raise RecipeError(
-                f"{source}: [{_objective_label(i)}] name: {objective.name!r} needs the backbone "
+                f"{path}: [{_objective_label(i)}] name: {objective.name!r} needs the backbone "
                 f"feature(s) {', '.join(missing)}, which backbone {backbone.name!r} does not "
                 f"provide (it provides: {provides})"
             )
@@ -432,11 +355,11 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str], source: str) -> dict[str, Any]:
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str], path: str) -> dict[str, Any]:
     """``data`` with each ``section.key=value`` applied. Objectives are addressed by name
     (``objective.dhog_push.weight=0``) or by position from 0 (``objective.1.weight=0``)."""
     for item in overrides:
-        place = f"{source}: --set {item}"
+        place = f"{path}: --set {item}"
         if "=" not in item:
             raise RecipeError(f"{place}: expected section.key=value")
         dotted, text = item.split("=", 1)
@@ -445,7 +368,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], source: str)
         section = parts[0]
         if section not in _SECTIONS:
             raise RecipeError(
-                f"{place}: unknown section [{section}]{_did_you_mean(section, _SECTIONS)}; "
+                f"{place}: unknown section [{section}]{did_you_mean(section, _SECTIONS)}; "
                 f"valid sections: {', '.join(_SECTIONS)}"
             )
         if section == "objective":
@@ -465,7 +388,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], source: str)
                 listed = ", ".join(f"{i} = {n}" for i, n in enumerate(names))
                 raise RecipeError(
                     f"{place}: the recipe has no objective {selector!r}"
-                    f"{_did_you_mean(selector, names)}; objectives (by position from 0, or by name): {listed}"
+                    f"{did_you_mean(selector, names)}; objectives (by position from 0, or by name): {listed}"
                 )
             for i in matches:
                 tables[i][parts[2]] = value

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from mihead.contracts import Augmenter, ImageSpec, Objective, ObjectiveContext, Params
+from mihead.contracts.param_values import Where, build_params, check_keys
 from mihead.plugins import Registry, load_registry
-from mihead.recipe import _build_params, _resolve, _Where
+from mihead.recipe import resolve_plugin
 
 __all__ = ["augmenter", "make_params", "objective"]
 
@@ -20,10 +21,10 @@ __all__ = ["augmenter", "make_params", "objective"]
 def make_params(kind: str, name: str, registry: Registry | None = None, **values: Any) -> tuple[type, Params]:
     """The registered class ``name`` of ``kind`` and its validated parameters."""
     registry = registry or load_registry()
-    where = _Where("standalone", f"{kind} {name}")
-    entry = _resolve(registry, kind, {"name": name}, where)
-    (params,) = _build_params([entry.cls.Params], values, where)
-    return entry.cls, params
+    where = Where("standalone", f"{kind} {name}")
+    entry = resolve_plugin(registry, kind, {"name": name}, where)
+    check_keys(values, [entry.cls.Params], where)
+    return entry.cls, build_params(entry.cls.Params, values, where)
 
 
 def objective(
@@ -45,6 +46,6 @@ def objective(
 
 
 def augmenter(name: str, *, size: int, channels: int = 3, registry: Registry | None = None, **values: Any) -> Augmenter:
-    """The augmenter ``name`` for source images of ``channels`` x ``size`` x ``size``."""
+    """The augmenter ``name`` for images of ``channels`` x ``size`` x ``size``."""
     cls, params = make_params("augmenter", name, registry, **values)
     return cls(params, ImageSpec(channels, size))

@@ -31,7 +31,9 @@ from mihead.contracts import (
     BackboneOutput,
     BatchAugmenter,
     Dataset,
+    DatasetParams,
     Head,
+    HeadParams,
     ImageAugmenter,
     ImageData,
     ImageSpec,
@@ -171,7 +173,9 @@ def check_head(
     """The head maps vectors [N, C] and maps [N, C, H, W] to float32 probabilities [N, K]:
     non-negative rows that sum to one, with a gradient reaching its parameters."""
     params = params if params is not None else check_params(cls)
-    head = cls(params, in_channels, clusters)  # type: ignore[arg-type]
+    if not isinstance(params, HeadParams):
+        _fail(cls, "Params does not extend HeadParams")
+    head = cls(params, in_channels, clusters)
     g = torch.Generator().manual_seed(0)
     probs = torch.empty(0)
     for shape in ((batch, in_channels), (batch, in_channels, 3, 3)):
@@ -219,7 +223,7 @@ def check_objective(
     return loss.detach()
 
 
-def check_augmenter(cls: type[Augmenter], params: Params | None = None, source: ImageSpec = DEFAULT_IMAGE, batch: int = 3) -> Augmenter:
+def check_augmenter(cls: type[Augmenter], params: Params | None = None, image: ImageSpec = DEFAULT_IMAGE, batch: int = 3) -> Augmenter:
     """Per flavour the augmenter implements: ``views`` gives uint8 [V, H', W', C'] (the
     ``output`` spec) and the same views for the same seed, ``eval_view`` uint8 [H', W', C'];
     ``batch_views`` gives float [V, B, C', H', W'] in [0, 1], the same for the same generator
@@ -227,11 +231,11 @@ def check_augmenter(cls: type[Augmenter], params: Params | None = None, source: 
     params = params if params is not None else check_params(cls)
     if not isinstance(params, AugmenterParams):
         _fail(cls, "Params does not extend AugmenterParams")
-    aug = cls(params, source)
+    aug = cls(params, image)
     _require(isinstance(aug, (ImageAugmenter, BatchAugmenter)), cls, "neither an ImageAugmenter nor a BatchAugmenter")
     out, v = aug.output, aug.num_views
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(batch, source.size, source.size, source.channels), dtype=np.uint8)
+    images = rng.integers(0, 256, size=(batch, image.size, image.size, image.channels), dtype=np.uint8)
     if isinstance(aug, ImageAugmenter):
         views = aug.views(images[0], np.random.default_rng(1))
         shape = (v, out.size, out.size, out.channels)
@@ -254,7 +258,7 @@ def check_augmenter(cls: type[Augmenter], params: Params | None = None, source: 
 
 def check_dataset(cls: type[Dataset], params: Params | None = None, splits: tuple[str, ...] | None = None) -> dict[str, ImageData]:
     """``train_split`` and ``eval_split`` are among ``splits``, ``honours`` names only
-    optional common keys, and each split checked (by
+    optional keys, and each split checked (by
     default those two) loads as uint8 [N, H, W, C] (C = 1 or 3) with labels None or int64 in
     range(len(classes)), and as ``image_spec()`` and ``class_count()`` say when they say it.
     Absent data raises :class:`mihead.errors.DataError`, which this check lets through (a
@@ -262,8 +266,10 @@ def check_dataset(cls: type[Dataset], params: Params | None = None, splits: tupl
     params = params if params is not None else check_params(cls)
     _require(len(cls.splits) > 0 and all(isinstance(s, str) for s in cls.splits), cls, "splits must be a non-empty tuple of names")
     _require(cls.train_split in cls.splits and cls.eval_split in cls.splits, cls, "train_split and eval_split must be among splits")
-    _require(cls.honours <= OPTIONAL_KEYS, cls, f"honours {sorted(cls.honours)}: only {', '.join(sorted(OPTIONAL_KEYS))} are optional common keys")
-    dataset = cls(params)  # type: ignore[arg-type]
+    _require(cls.honours <= OPTIONAL_KEYS, cls, f"honours {sorted(cls.honours)}: only {', '.join(sorted(OPTIONAL_KEYS))} are optional keys")
+    if not isinstance(params, DatasetParams):
+        _fail(cls, "Params does not extend DatasetParams")
+    dataset = cls(params)
     spec, count = dataset.image_spec(), dataset.class_count()
     loaded = {}
     for split in splits or tuple(dict.fromkeys((cls.train_split, cls.eval_split))):

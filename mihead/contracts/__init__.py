@@ -1,15 +1,10 @@
 """The abstract plugin classes and what each takes and gives."""
 
-from mihead.contracts.augmenter import (
-    Augmenter,
-    AugmenterParams,
-    BatchAugmenter,
-    ImageAugmenter,
-    ImageSpec,
-)
+from mihead.contracts.augmenter import Augmenter, AugmenterParams, BatchAugmenter, ImageAugmenter
 from mihead.contracts.backbone import Backbone, BackboneOutput
 from mihead.contracts.dataset import OPTIONAL_KEYS, Dataset, DatasetParams, ImageData
 from mihead.contracts.head import Head, HeadParams
+from mihead.contracts.image import ImageSpec
 from mihead.contracts.objective import ModelOutputs, Objective, ObjectiveContext, ObjectiveParams
 from mihead.contracts.params import INT64_RANGE, INT_RANGE, ParamInfo, Params, describe, param
 from mihead.contracts.plugin import Plugin

@@ -8,19 +8,13 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from typing_extensions import TypeVar
 
+from mihead.contracts.image import ImageSpec
 from mihead.contracts.params import Params, param
 from mihead.contracts.plugin import Plugin
 
-__all__ = ["Augmenter", "AugmenterParams", "BatchAugmenter", "ImageAugmenter", "ImageSpec"]
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageSpec:
-    """Channels and square side of images (H = W = size)."""
-
-    channels: int
-    size: int
+__all__ = ["Augmenter", "AugmenterParams", "BatchAugmenter", "ImageAugmenter"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,31 +24,34 @@ class AugmenterParams(Params):
     views: int = param(4, "random views made of each image per step", ge=2)
 
 
-class Augmenter(Plugin, ABC):
+ParamsT = TypeVar("ParamsT", bound=AugmenterParams, covariant=True, default=AugmenterParams)
+
+
+class Augmenter(Plugin[ParamsT], ABC):
     """Base of the two augmenter flavours below; a plugin may implement both.
 
-    Built from the source images' :class:`ImageSpec`; ``output`` is the spec of the views it
-    makes (what the backbone receives).
+    Built from the :class:`ImageSpec` of the images it receives (``image``); ``output`` is the
+    spec of the views it makes (what the backbone receives).
     """
 
     kind: ClassVar[str] = "augmenter"
     Params: ClassVar[type[Params]] = AugmenterParams
 
-    def __init__(self, params: AugmenterParams, source: ImageSpec) -> None:
+    def __init__(self, params: ParamsT, image: ImageSpec) -> None:
         self.params = params
-        self.source = source
+        self.image = image
 
     @property
     def num_views(self) -> int:
-        return self.params.views  # type: ignore[attr-defined]
+        return self.params.views
 
     @property
     def output(self) -> ImageSpec:
-        """Spec of the views; the source spec unless the augmenter resizes or recolours."""
-        return self.source
+        """Spec of the views; that of the images it receives unless it resizes or recolours."""
+        return self.image
 
 
-class ImageAugmenter(Augmenter):
+class ImageAugmenter(Augmenter[ParamsT]):
     """Per-image augmentation on CPU, run inside data-loader worker processes."""
 
     @abstractmethod
@@ -67,7 +64,7 @@ class ImageAugmenter(Augmenter):
         """The deterministic view used to assign a cluster at evaluation, uint8 [H', W', C']."""
 
 
-class BatchAugmenter(Augmenter):
+class BatchAugmenter(Augmenter[ParamsT]):
     """Batched augmentation of uint8 tensors already on the training device."""
 
     @abstractmethod

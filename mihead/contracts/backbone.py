@@ -8,10 +8,11 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+from typing_extensions import TypeVar
 
-from mihead.contracts.augmenter import ImageSpec
+from mihead.contracts.image import ImageSpec
 from mihead.contracts.params import Params
-from mihead.contracts.plugin import Plugin, PluginParams
+from mihead.contracts.plugin import Plugin
 
 __all__ = ["Backbone", "BackboneOutput"]
 
@@ -30,7 +31,10 @@ class BackboneOutput:
     features: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
 
 
-class Backbone(Plugin, nn.Module, ABC):
+ParamsT = TypeVar("ParamsT", bound=Params, covariant=True, default=Params)
+
+
+class Backbone(Plugin[ParamsT], nn.Module, ABC):
     """A network from float images in [0, 1], [N, C, H, W], to :class:`BackboneOutput`.
 
     ``provides`` names the extra features it returns, declared on the class so that a recipe
@@ -41,7 +45,7 @@ class Backbone(Plugin, nn.Module, ABC):
     Params: ClassVar[type[Params]] = Params
     provides: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, params: PluginParams, image: ImageSpec) -> None:
+    def __init__(self, params: ParamsT, image: ImageSpec) -> None:
         nn.Module.__init__(self)
         self.params = params
         self.image = image

@@ -7,8 +7,9 @@ from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import numpy as np
+from typing_extensions import TypeVar
 
-from mihead.contracts.augmenter import ImageSpec
+from mihead.contracts.image import ImageSpec
 from mihead.contracts.params import Params, param
 from mihead.contracts.plugin import Plugin
 
@@ -21,7 +22,7 @@ class DatasetParams(Params):
 
     ``limit`` is applied by the core to every dataset (see :class:`Dataset`); ``root``,
     ``download`` and ``verify`` mean something only to a dataset that reads, fetches or checks
-    files, so each dataset says which of them it honours (:attr:`Dataset.honours`) and a recipe
+    files (the optional keys, :data:`OPTIONAL_KEYS`), so each dataset says which of them it honours (:attr:`Dataset.honours`) and a recipe
     that sets another one is refused.
     """
 
@@ -61,7 +62,7 @@ class ImageData:
     def __len__(self) -> int:
         return len(self.images)
 
-    def head(self, n: int) -> ImageData:
+    def first(self, n: int) -> ImageData:
         """The first ``n`` images (all when n is 0 or at least the split's size)."""
         if n <= 0 or n >= len(self):
             return self
@@ -75,11 +76,14 @@ class ImageData:
 
 
 OPTIONAL_KEYS: frozenset[str] = frozenset({"root", "download", "verify"})
-"""The keys of :class:`DatasetParams` that a dataset may leave unused (``limit`` it cannot:
+"""The optional keys: those of :class:`DatasetParams` that a dataset may leave unused (``limit`` it cannot:
 the core applies it)."""
 
 
-class Dataset(Plugin, ABC):
+ParamsT = TypeVar("ParamsT", bound=DatasetParams, covariant=True, default=DatasetParams)
+
+
+class Dataset(Plugin[ParamsT], ABC):
     """A dataset plugin. ``splits`` lists what :meth:`load` accepts; ``train_split`` and
     ``eval_split`` are what a recipe gets when it names none.
 
@@ -104,12 +108,12 @@ class Dataset(Plugin, ABC):
     num_classes: ClassVar[int] = 0
     """The classes every labelled split names when fixed (0: known once loaded, or no labels)."""
 
-    def __init__(self, params: DatasetParams) -> None:
+    def __init__(self, params: ParamsT) -> None:
         self.params = params
 
     @classmethod
     def unused_keys(cls) -> frozenset[str]:
-        """The common keys this dataset does not honour (:attr:`honours`)."""
+        """The optional keys this dataset does not honour (:attr:`honours`)."""
         return OPTIONAL_KEYS - cls.honours
 
     def image_spec(self) -> ImageSpec | None:

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+from typing_extensions import TypeVar
 
 from mihead.contracts.params import Params, param
 from mihead.contracts.plugin import Plugin
@@ -28,14 +29,17 @@ class HeadParams(Params):
     per_attachment: int = param(1, "heads on each attachment point of the backbone", ge=1)
 
 
-class Head(Plugin, nn.Module, ABC):
+ParamsT = TypeVar("ParamsT", bound=HeadParams, covariant=True, default=HeadParams)
+
+
+class Head(Plugin[ParamsT], nn.Module, ABC):
     """Maps features [N, C, H, W] or [N, C] to softmax probabilities [N, K] (float32, so
     that mutual information is computed in full precision under autocast)."""
 
     kind: ClassVar[str] = "head"
     Params: ClassVar[type[Params]] = HeadParams
 
-    def __init__(self, params: HeadParams, in_channels: int, clusters: int) -> None:
+    def __init__(self, params: ParamsT, in_channels: int, clusters: int) -> None:
         nn.Module.__init__(self)
         self.params = params
         self.in_channels = in_channels

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+from typing_extensions import TypeVar
 
 from mihead.contracts.params import Params, param
 from mihead.contracts.plugin import Plugin
@@ -57,7 +58,10 @@ class ModelOutputs:
     features: dict[str, torch.Tensor]
 
 
-class Objective(Plugin, nn.Module, ABC):
+ParamsT = TypeVar("ParamsT", bound=ObjectiveParams, covariant=True, default=ObjectiveParams)
+
+
+class Objective(Plugin[ParamsT], nn.Module, ABC):
     """A loss term to minimise (e.g. minus a mutual information).
 
     ``requires`` names the backbone features the term reads from ``ModelOutputs.features``.
@@ -69,7 +73,7 @@ class Objective(Plugin, nn.Module, ABC):
     Params: ClassVar[type[Params]] = ObjectiveParams
     requires: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, params: ObjectiveParams, context: ObjectiveContext) -> None:
+    def __init__(self, params: ParamsT, context: ObjectiveContext) -> None:
         nn.Module.__init__(self)
         self.params = params
         self.context = context

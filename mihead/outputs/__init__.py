@@ -28,10 +28,10 @@ from mihead.outputs.summary import training_facts, write_summary
 from mihead.outputs.table import print_results
 from mihead.training_log import read_log
 
-__all__ = ["check_head", "report", "training_facts", "write_outputs"]
+__all__ = ["check_head_index", "report", "training_facts", "write_outputs"]
 
 
-def check_head(head: int, heads: int) -> int:
+def check_head_index(head: int, heads: int) -> int:
     """``head`` when the run has it, else a one-line UsageError naming the heads it has."""
     if not 0 <= head < heads:
         raise UsageError(f"--head {head}: the run has heads 0 to {heads - 1}")
@@ -44,7 +44,7 @@ def write_outputs(
     """Every output file of ``evaluation`` (of ``images``, uint8 [N, H, W, C]) in RUN_DIR,
     with ``facts`` (:func:`training_facts`) in summary.json; assignments.csv and the gallery
     show ``head`` (default: the reported one). Returns the summary."""
-    shown = evaluation.selected if head is None else check_head(head, evaluation.num_heads)
+    shown = evaluation.selected if head is None else check_head_index(head, evaluation.num_heads)
     summary = write_summary(run_dir, evaluation, facts)
     plot_heads(evaluation, run_dir / "heads.png")
     plot_heads_nmi(evaluation, run_dir / "heads_nmi.png")

@@ -70,12 +70,11 @@ def _layers(arch: int, channels: int, running: bool) -> tuple[list[nn.Module], l
     return to_shallow, rest, 256 if arch == 64 else 64
 
 
-class DCCMCNN(Backbone):
+class DCCMCNN(Backbone[DCCMCNNParams]):
     """Table 4's network up to D; ``features`` gives S [N, 64 or 128, H, W] as "shallow" and
     D [N, deep] as "deep", and D is the one attachment point."""
 
     name = "dccm_cnn"
-    Params = DCCMCNNParams
     provides: ClassVar[frozenset[str]] = frozenset({"shallow", "deep"})
 
     def __init__(self, params: DCCMCNNParams, image: ImageSpec) -> None:

@@ -56,13 +56,11 @@ def graph_bce(z: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
         return (bce * off).sum((-1, -2)) / (b * (b - 1))
 
 
-class DCCMGraph(Objective):
+class DCCMGraph(Objective[DCCMGraphParams]):
     """Binary cross-entropy between the similarity of the prediction vectors and the
     thresholded pseudo-graph, averaged over main heads (see the module docstring)."""
 
     name = "dccm_graph"
-    Params = DCCMGraphParams
-    params: DCCMGraphParams
 
     def forward(self, outputs: ModelOutputs) -> torch.Tensor:
         probs = outputs.probs

@@ -73,14 +73,12 @@ def confident_binary_cross_entropy(z: torch.Tensor, labels: torch.Tensor, mask: 
 _LOSSES = {"cross_entropy": confident_cross_entropy, "bce": confident_binary_cross_entropy}
 
 
-class DCCMLabel(Objective):
+class DCCMLabel(Objective[DCCMLabelParams]):
     """Cross-entropy (or the released code's binary cross-entropy) of the prediction vectors
     against their confident argmax pseudo-labels, averaged over main heads (see the module
     docstring)."""
 
     name = "dccm_label"
-    Params = DCCMLabelParams
-    params: DCCMLabelParams
 
     def forward(self, outputs: ModelOutputs) -> torch.Tensor:
         probs = outputs.probs

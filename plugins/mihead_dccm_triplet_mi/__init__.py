@@ -121,17 +121,15 @@ def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum(-1) / weights.sum(-1).clamp_min(1.0)
 
 
-class DCCMTripletMI(Objective):
+class DCCMTripletMI(Objective[DCCMTripletMIParams]):
     """Minus the JSD mutual information between deep and shallow features over own-sample and
     nearest-neighbour (joint) and non-neighbour (product) pairs (see the module docstring)."""
 
     name = "dccm_triplet_mi"
-    Params = DCCMTripletMIParams
     requires: ClassVar[frozenset[str]] = frozenset({"shallow", "deep"})
 
     def __init__(self, params: DCCMTripletMIParams, context: ObjectiveContext) -> None:
         super().__init__(params, context)
-        self.params: DCCMTripletMIParams = params
         missing = sorted(self.requires - set(context.feature_channels))
         if missing:
             raise PluginError(

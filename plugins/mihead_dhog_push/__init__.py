@@ -70,12 +70,10 @@ def push(probs: torch.Tensor, scale: str = "head_index") -> torch.Tensor:
     return (mi.sum(1) / divisor[:, None]).sum(0).mean()
 
 
-class DHOGPush(Objective):
+class DHOGPush(Objective[DHOGPushParams]):
     """+MI_push over the main heads in hierarchy order (minimised: pushes heads apart)."""
 
     name = "dhog_push"
-    Params = DHOGPushParams
-    params: DHOGPushParams
 
     def forward(self, outputs: ModelOutputs) -> torch.Tensor:
         return push(outputs.probs, self.params.scale)

@@ -55,23 +55,21 @@ def _rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
 
 
-class FastAutoAugment(ImageAugmenter, BatchAugmenter):
+class FastAutoAugment(ImageAugmenter[FastAutoAugmentParams], BatchAugmenter[FastAutoAugmentParams]):
     """DHOG's augmentation on CPU workers (albumentations) or on the device (torch)."""
 
     name = "fast_autoaugment"
-    Params = FastAutoAugmentParams
 
-    def __init__(self, params: FastAutoAugmentParams, source: ImageSpec) -> None:
-        super().__init__(params, source)
-        self.params: FastAutoAugmentParams = params
-        if source.channels not in (1, 3):
-            raise RecipeError(f"[augment] name: fast_autoaugment needs 1- or 3-channel images, got {source.channels}")
-        if params.crop > source.size:
+    def __init__(self, params: FastAutoAugmentParams, image: ImageSpec) -> None:
+        super().__init__(params, image)
+        if image.channels not in (1, 3):
+            raise RecipeError(f"[augment] name: fast_autoaugment needs 1- or 3-channel images, got {image.channels}")
+        if params.crop > image.size:
             raise RecipeError(
-                f"[augment] crop: {params.crop} px is larger than the {source.size} px images; "
-                f"set augment.crop to at most {source.size}"
+                f"[augment] crop: {params.crop} px is larger than the {image.size} px images; "
+                f"set augment.crop to at most {image.size}"
             )
-        self.size = params.size or source.size
+        self.size = params.size or image.size
         self.policy: Policy = load_policy(params.policy or DEFAULT_POLICY)
         self._np_random = np.random.default_rng(0)
         self._py_random = random.Random(0)
@@ -87,7 +85,7 @@ class FastAutoAugment(ImageAugmenter, BatchAugmenter):
 
         from mihead_fast_autoaugment.ops import policy_op
 
-        p, side = self.params, self.source.size
+        p, side = self.params, self.image.size
         subpolicies = [
             A.Sequential([policy_op(op.name, op.value, op.prob, side, side) for op in sub], p=1.0)
             for sub in self.policy.subpolicies

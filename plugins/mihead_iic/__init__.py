@@ -31,13 +31,11 @@ def pairwise_view_mi(probs: torch.Tensor, lamb: float = 1.0) -> torch.Tensor:
     return mutual_information(table, lamb)
 
 
-class IIC(Objective):
+class IIC(Objective[IICParams]):
     """Minus the mean, over heads and pairs of views, of the mutual information between the
     views' cluster assignments; the overclustering heads' mean is added when there are any."""
 
     name = "iic"
-    Params = IICParams
-    params: IICParams
 
     def forward(self, outputs: ModelOutputs) -> torch.Tensor:
         loss = -pairwise_view_mi(outputs.probs, self.params.lamb).mean()

@@ -46,12 +46,11 @@ class MLPHeadParams(HeadParams):
     )
 
 
-class MLPHead(Head):
+class MLPHead(Head[MLPHeadParams]):
     """Global-average-pools a feature map (vectors pass as they are), then Linear -> [BN] ->
     ReLU -> Linear [-> BN of the logits], and returns float32 softmax probabilities."""
 
     name = "mlp"
-    Params = MLPHeadParams
 
     def __init__(self, params: MLPHeadParams, in_channels: int, clusters: int) -> None:
         super().__init__(params, in_channels, clusters)

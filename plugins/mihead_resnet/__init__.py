@@ -79,7 +79,7 @@ def _conv(block: nn.Module, name: str) -> nn.Conv2d:
     return conv
 
 
-class DHOGResNet18(Backbone):
+class DHOGResNet18(Backbone[DHOGResNetParams]):
     """Input BatchNorm -> stem -> blocks 1..3 (shared) -> ``final_copies`` parallel final
     blocks. ``attach``: [block1, block2, block3, copy1, ..., copyN] (or only the copies when
     ``attach_early`` is false), the hierarchy order DHOG's push compares heads in.
@@ -90,11 +90,9 @@ class DHOGResNet18(Backbone):
     """
 
     name = "dhog_resnet18"
-    Params = DHOGResNetParams
 
     def __init__(self, params: DHOGResNetParams, image: ImageSpec) -> None:
         super().__init__(params, image)
-        self.params: DHOGResNetParams = params
         self.stem_kind = resolve_stem(params.stem, image.size)
         trunk = _timm_resnet18(image.channels, params.width)
         stages = [_stage(trunk, f"layer{i}") for i in (1, 2, 3, 4)]

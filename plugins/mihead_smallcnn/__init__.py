@@ -31,17 +31,15 @@ class SmallCNNParams(Params):
     attach_early: bool = param(False, "also attach heads to the flat maps of every conv layer before the last")
 
 
-class SmallCNN(Backbone):
+class SmallCNN(Backbone[SmallCNNParams]):
     """Conv-BN-ReLU layers, then flatten (-> Linear -> BN -> ReLU when ``features`` > 0): one
     attachment point, a feature vector; or, with ``final_copies`` and ``attach_early``, the
     earlier layers' flat maps and each copy of the last layer (see the module docstring)."""
 
     name = "smallcnn"
-    Params = SmallCNNParams
 
     def __init__(self, params: SmallCNNParams, image: ImageSpec) -> None:
         super().__init__(params, image)
-        self.params: SmallCNNParams = params
         channels, size = image.channels, image.size
         layers: list[nn.Module] = []
         sizes: list[tuple[int, int]] = []  # channels and side of each layer's output

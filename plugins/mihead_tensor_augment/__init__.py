@@ -33,23 +33,21 @@ def _uniform(n: int, low: float, high: float, g: torch.Generator, device: torch.
     return torch.rand(n, generator=g, device=device) * (high - low) + low
 
 
-class SmallAffine(BatchAugmenter):
+class SmallAffine(BatchAugmenter[SmallAffineParams]):
     """Each view of each image gets its own rotation, zoom, shear, shift, optional crop and
     noise, applied as one ``affine_grid``/``grid_sample`` warp (bilinear, zero padding)."""
 
     name = "small_affine"
-    Params = SmallAffineParams
 
-    def __init__(self, params: SmallAffineParams, source: ImageSpec) -> None:
-        super().__init__(params, source)
-        self.params: SmallAffineParams = params
+    def __init__(self, params: SmallAffineParams, image: ImageSpec) -> None:
+        super().__init__(params, image)
         if params.thicken + params.thin > 1:
             raise RecipeError(f"[augment] thicken + thin is {params.thicken + params.thin:g}: they are shares of the views, at most 1 together")
 
     @property
     def output(self) -> ImageSpec:
         """Views are ``size`` pixels wide when asked (an upsample lets later pooling keep detail)."""
-        return ImageSpec(self.source.channels, self.params.size or self.source.size)
+        return ImageSpec(self.image.channels, self.params.size or self.image.size)
 
     def _matrices(self, n: int, g: torch.Generator, device: torch.device) -> torch.Tensor:
         p = self.params

@@ -40,15 +40,15 @@ class _CIFAR(Dataset):
 
     def _torchvision(self, split: str) -> CIFAR10:
         p = self.params
-        root = data_root(p.root, self.name)  # type: ignore[attr-defined]
+        root = data_root(p.root, self.name)
         folder = root / self.tv_class.base_folder
         listed = self.tv_class.train_list if split == "train" else self.tv_class.test_list
         files = [folder / f for f, _ in listed]
-        fetch = fetch_absent(self.name, files + [folder / self.tv_class.meta["filename"]], p.root, p.download)  # type: ignore[attr-defined]
+        fetch = fetch_absent(self.name, files + [folder / self.tv_class.meta["filename"]], p.root, p.download)
         return make(
             self.name,
             self.tv_class,
-            p.verify,  # type: ignore[attr-defined]
+            p.verify,
             root if fetch else folder,
             lambda cls: cls(str(root), train=split == "train", download=fetch),
             fetching=self.tv_class.url if fetch else "",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import ClassVar, cast
+from typing import ClassVar
 
 import numpy as np
 from rich.console import Console
@@ -120,37 +120,35 @@ def load_folder(
     return ImageData(decoded.images, kept_labels, classes, ids)
 
 
-class ImageFolderDataset(Dataset):
+class ImageFolderDataset(Dataset[ImageFolderParams]):
     """Every image under ``data.root`` forms one split, ``all``. Unlabelled data needs
     ``head.clusters``; then only label-free metrics (NMI between two views) are reported."""
 
     name = "image_folder"
-    Params = ImageFolderParams
     splits: ClassVar[tuple[str, ...]] = ("all",)
     train_split = "all"
     eval_split = "all"
     honours: ClassVar[frozenset[str]] = frozenset({"root"})  # the user's files: nothing to download or check
 
     def image_spec(self) -> ImageSpec | None:
-        p = cast(ImageFolderParams, self.params)
+        p = self.params
         return ImageSpec(channels=p.channels, size=p.size) if p.channels else None
 
     def load(self, split: str) -> ImageData:
-        p = cast(ImageFolderParams, self.params)
+        p = self.params
         if not p.root:
             raise DataError(f"dataset {self.name!r}: set data.root to the folder of images")
         root = Path(p.root)
         return load_folder(root, p.size, self.name, p, root=root, channels=p.channels, recursive=p.recursive)
 
 
-class CINIC10Dataset(Dataset):
+class CINIC10Dataset(Dataset[FolderParams]):
     """CINIC-10 (Darlow et al., 2018): 90,000 images in each of ``train``, ``valid`` and
     ``test``, 32x32, in class subfolders under ``data.root``. DHOG: "For CINIC-10 only the
     standard training set of 90000 images (without labels) was used for training." No
     download: torchvision has no CINIC-10 class."""
 
     name = "cinic10"
-    Params = FolderParams
     splits: ClassVar[tuple[str, ...]] = ("train", "valid", "test")
     train_split = "train"
     eval_split = "test"
@@ -159,7 +157,7 @@ class CINIC10Dataset(Dataset):
     honours: ClassVar[frozenset[str]] = frozenset({"root"})  # no download, no published checksums
 
     def load(self, split: str) -> ImageData:
-        p = cast(FolderParams, self.params)
+        p = self.params
         root = data_root(p.root, self.name)
         folder = root / split
         if not folder.is_dir():

@@ -38,13 +38,13 @@ class STL10Dataset(Dataset):
 
     def load(self, split: str) -> ImageData:
         p = self.params
-        root = data_root(p.root, self.name)  # type: ignore[attr-defined]
+        root = data_root(p.root, self.name)
         folder = root / STL10.base_folder
-        fetch = fetch_absent(self.name, [folder / f for f in _FILES[split]], p.root, p.download)  # type: ignore[attr-defined]
+        fetch = fetch_absent(self.name, [folder / f for f in _FILES[split]], p.root, p.download)
         ds = make(
             self.name,
             STL10,
-            p.verify,  # type: ignore[attr-defined]
+            p.verify,
             root if fetch else folder,
             lambda cls: cls(str(root), split=split, download=fetch),
             fetching=STL10.url if fetch else "",

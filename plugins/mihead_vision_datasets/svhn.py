@@ -23,13 +23,13 @@ class SVHNDataset(Dataset):
 
     def load(self, split: str) -> ImageData:
         p = self.params
-        root = data_root(p.root, self.name)  # type: ignore[attr-defined]
+        root = data_root(p.root, self.name)
         url, filename, _ = SVHN.split_list[split]
-        fetch = fetch_absent(self.name, [root / filename], p.root, p.download)  # type: ignore[attr-defined]
+        fetch = fetch_absent(self.name, [root / filename], p.root, p.download)
         ds = make(
             self.name,
             SVHN,
-            p.verify,  # type: ignore[attr-defined]
+            p.verify,
             root,
             lambda cls: cls(str(root), split=split, download=fetch),
             fetching=url if fetch else "",

@@ -60,7 +60,7 @@ def error_of(tmp_path: Path, registry: Registry, data: dict[str, Any], overrides
 
 def test_quickstart_loads_and_resolves_defaults(registry: Registry) -> None:
     recipe = load_recipe(QUICKSTART, registry)
-    assert recipe.source == str(QUICKSTART)
+    assert recipe.path == str(QUICKSTART)
     assert recipe.data.entry.name == "digits" and recipe.data.entry.package == "mihead"
     assert recipe.augment.params.views == 4
     assert recipe.head.params.per_attachment == 5 and recipe.head.params.overclusters == 50

@@ -171,7 +171,7 @@ class HonoursLimitDataset(MisdeclaredClassesDataset):
         ("dataset", FloatLabelsDataset, "not int64"),
         ("dataset", MisdeclaredSizeDataset, "images 8x8x1, image_spec\\(\\) says"),
         ("dataset", MisdeclaredClassesDataset, "2 classes, class_count\\(\\) says 10"),
-        ("dataset", HonoursLimitDataset, "honours \\['limit', 'root'\\]: only download, root, verify are optional common keys"),
+        ("dataset", HonoursLimitDataset, "honours \\['limit', 'root'\\]: only download, root, verify are optional keys"),
     ],
 )
 def test_broken_plugins_are_caught(kind: str, cls: type, message: str) -> None:

@@ -204,7 +204,7 @@ def test_image_folder_limit_keeps_ids(tmp_path: Path) -> None:
         _png(tmp_path / f"{i}.png", (8, 8), i)
     data = _folder(tmp_path, size=8, limit=4, cache="").load("all")
     assert data.ids == ("0.png", "1.png", "2.png", "3.png") and data.images[:, 0, 0, 0].tolist() == [0, 1, 2, 3]
-    assert data.head(2).ids == ("0.png", "1.png")
+    assert data.first(2).ids == ("0.png", "1.png")
 
 
 def test_image_folder_corrupt_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,7 +18,7 @@ import math
 import torch
 
 from mihead import hookimpl
-from mihead.contracts import ModelOutputs, Objective, ObjectiveContext, ObjectiveParams, param
+from mihead.contracts import ModelOutputs, Objective, ObjectiveParams, param
 
 __all__ = ["MarginalEntropy", "MarginalEntropyParams", "register_objectives"]
 
@@ -40,16 +40,11 @@ def marginal_entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(p * p.clamp_min(EPS).log()).sum(-1)
 
 
-class MarginalEntropy(Objective):
+class MarginalEntropy(Objective[MarginalEntropyParams]):
     """Minus the entropy of the batch's marginal cluster distribution, averaged over main heads
     and views (and overclustering heads when asked)."""
 
     name = "marginal_entropy"
-    Params = MarginalEntropyParams
-
-    def __init__(self, params: MarginalEntropyParams, context: ObjectiveContext) -> None:
-        super().__init__(params, context)
-        self.params: MarginalEntropyParams = params
 
     def _term(self, probs: torch.Tensor) -> torch.Tensor:
         h = marginal_entropy(probs).mean()
