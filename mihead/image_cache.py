@@ -27,7 +27,7 @@ import numpy as np
 import PIL
 from rich.console import Console
 
-from mihead.errors import DataError
+from mihead.errors import DataError, WriteError
 from mihead.files import write_atomically
 from mihead.images import DecodedImages, decode_images
 
@@ -142,6 +142,6 @@ def decode_cached(
     decoded = decode_images(paths, size, channels, skip_bad=skip_bad, workers=workers, console=console)
     try:
         _write(entry, prefix, root, decoded)
-    except OSError as exc:
+    except (OSError, WriteError) as exc:
         say(f"warning: cannot write the image cache {entry}: {exc}; set data.cache = \"\" to turn it off")
     return decoded

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -186,6 +187,16 @@ class Recipe:
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
+
+    def with_absolute_data_root(self) -> Recipe:
+        """This recipe with a relative ``data.root`` made absolute against the working folder
+        (where the dataset would read it), as a run directory records it: ``mihead eval`` and
+        ``--resume`` then find the data from any folder."""
+        root = getattr(self.data.params, "root", "")
+        if not root or "root" in self.data.unused or os.path.isabs(root):
+            return self
+        params = dataclasses.replace(self.data.params, **{"root": os.path.abspath(root)})  # a DatasetParams, typed as Params
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, params=params))
 
     def plugins_used(self) -> list[Registered]:
         sections = [self.data, self.augment, self.backbone, self.head, *self.objectives]
