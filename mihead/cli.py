@@ -208,7 +208,7 @@ def make_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", **command_help("run", "train a recipe and write a run directory"))
     run.add_argument("recipe", nargs="?", help="the recipe TOML file")
     add_sets(run)
-    run.add_argument("--out", metavar="RUN_DIR", help="the run directory to make (default: a new one in run.out)")
+    run.add_argument("--out", metavar="RUN_DIR", help="the run directory to make: a new or empty folder (default: a new one in run.out)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
     run.set_defaults(func=cmd_run)
 
