@@ -29,6 +29,7 @@ from mihead.run_directory import RECIPE_FILE, check_writable, require_run_direct
 
 __all__ = ["main"]
 
+
 def _warn(console: Console, message: str) -> None:
     console.print(Text(f"mihead: warning: {message}", style="yellow"), soft_wrap=True)  # one line, however long
 
