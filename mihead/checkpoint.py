@@ -2,8 +2,9 @@
 
 ``checkpoint.pt`` is written to a temporary file, flushed to disk and renamed over the old
 one, which is first kept as ``checkpoint.prev.pt``: a kill at any moment leaves at least one
-complete checkpoint. Loading uses ``torch.load(weights_only=True)``, so a checkpoint holds only
-tensors and plain values and cannot run code; a damaged file falls back to the previous one.
+complete checkpoint; a write that fails (a full disk) leaves both as they were and no temporary.
+Loading uses ``torch.load(weights_only=True)``, so a checkpoint holds only tensors and plain
+values and cannot run code; a damaged file falls back to the previous one.
 """
 
 from __future__ import annotations
@@ -11,16 +12,19 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import torch
 
-from mihead.errors import CheckpointError
+from mihead.errors import CheckpointError, WriteError
+from mihead.files import write_atomically
 
-__all__ = ["CHECKPOINT", "PREVIOUS", "load_checkpoint", "load_weights", "save_checkpoint"]
+__all__ = ["CHECKPOINT", "DAMAGED", "PREVIOUS", "load_checkpoint", "load_weights", "save_checkpoint"]
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
+DAMAGED = "checkpoint.damaged.pt"
+"""Where a resume puts a damaged checkpoint.pt that it could not read (it resumed from the previous one)."""
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -34,17 +38,46 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+class _KeepsWriteError:
+    """A binary file whose failed write is kept: torch.save reports one (a full disk) as a
+    RuntimeError ("unexpected pos") that no longer says why."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` as RUN_DIR/checkpoint.pt, keeping the old one as checkpoint.prev.pt."""
+    """Write ``state`` as RUN_DIR/checkpoint.pt, keeping the old one as checkpoint.prev.pt.
+    A write that fails (a full disk) is a WriteError naming the file; its temporary is removed
+    and both checkpoints stay as they were."""
     path = run_dir / CHECKPOINT
-    tmp = run_dir / (CHECKPOINT + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if path.exists():
-        os.replace(path, run_dir / PREVIOUS)
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            out = _KeepsWriteError(f)
+            try:
+                torch.save(state, cast(BinaryIO, out))  # it needs write and flush alone
+            except RuntimeError:
+                if out.error is None:
+                    raise
+                raise out.error from None
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists():  # the new one is whole on disk: the old one becomes the previous
+            os.replace(path, run_dir / PREVIOUS)
+
+    write_atomically(path, write, temporary=run_dir / (CHECKPOINT + ".tmp"))
     _fsync_dir(run_dir)
     return path
 
@@ -62,10 +95,13 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def load_checkpoint(
-    run_dir: Path, *, fallback: bool = True, warn: Callable[[str], None] = print
+    run_dir: Path, *, fallback: bool = True, warn: Callable[[str], None] = print, set_aside: bool = False
 ) -> dict[str, Any]:
     """The latest good checkpoint of a run; with ``fallback``, the previous one when the
-    latest is missing or damaged (``warn`` gets a one-line message naming both)."""
+    latest is missing or damaged (``warn`` gets a one-line message naming both). With
+    ``set_aside`` (a resume, which goes on to write checkpoints), a damaged latest is renamed
+    checkpoint.damaged.pt, so that the next save keeps the good one it resumed from as the
+    previous checkpoint instead of the damaged file."""
     path = run_dir / CHECKPOINT
     try:
         return _read(path)
@@ -74,7 +110,14 @@ def load_checkpoint(
         if not fallback or not previous.exists():
             raise
         state = _read(previous)
-        warn(f"{latest}; using the previous checkpoint {previous}")
+        note = ""
+        if set_aside and path.exists():
+            try:
+                os.replace(path, run_dir / DAMAGED)
+            except OSError as exc:
+                raise WriteError(f"cannot rename {CHECKPOINT} to {DAMAGED} in {run_dir}: {exc.strerror or exc}") from None
+            note = f" (the damaged file is kept as {DAMAGED})"
+        warn(f"{latest}; using the previous checkpoint {previous}{note}")
         return state
 
 

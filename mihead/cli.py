@@ -11,9 +11,9 @@ import json
 import os
 import shutil
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -21,15 +21,13 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
-from mihead.checkpoint import CHECKPOINT, PREVIOUS  # noqa: E402
-from mihead.errors import MiheadError, RecipeError, UsageError  # noqa: E402
+from mihead.errors import MiheadError, RecipeError, UsageError, WriteError  # noqa: E402
 from mihead.help_texts import command_help, main_help  # noqa: E402
 from mihead.plugins import Registry, load_registry  # noqa: E402
-from mihead.recipe import Recipe, load_recipe  # noqa: E402
+from mihead.recipe import load_recipe  # noqa: E402
+from mihead.run_directory import RECIPE_FILE, check_writable, require_run_directory  # noqa: E402
 
 __all__ = ["main"]
-
-RECIPE_FILE = "recipe.toml"
 
 
 def _warn(console: Console, message: str) -> None:
@@ -43,68 +41,25 @@ def _registry(console: Console) -> Registry:
     return registry
 
 
-def _new_run_dir(recipe: Recipe, out: str | None) -> Path:
-    if out is not None:
-        run_dir = Path(out)
-        if any((run_dir / name).exists() for name in (CHECKPOINT, PREVIOUS)):
-            raise RecipeError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out")
-    else:
-        name = recipe.run.name or Path(recipe.path).stem
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(recipe.run.out) / f"{name}-{stamp}"
-        n = 1
-        while run_dir.exists():
-            n += 1
-            run_dir = Path(recipe.run.out) / f"{name}-{stamp}-{n}"
-    return run_dir
+def _resume_state(run_dir: Path, console: Console) -> dict[str, Any]:
+    """The checkpoint a resume continues from, once the run directory is known writable."""
+    from mihead.checkpoint import load_checkpoint
 
-
-def _write_run_files(recipe: Recipe, run_dir: Path) -> None:
-    (run_dir / RECIPE_FILE).write_text(recipe.to_toml())
-    used = [
-        {"kind": e.kind, "name": e.name, "plugin": e.plugin, "package": e.package, "version": e.version}
-        for e in recipe.plugins_used()
-    ]
-    (run_dir / "plugins.json").write_text(json.dumps(used, indent=2) + "\n")
-
-
-def _discard_unstarted(run_dir: Path) -> None:
-    """Remove what :func:`_start_run` wrote when the run could not even start (e.g. its data
-    is missing), so that no half-made run directory is left behind."""
-    for name in (RECIPE_FILE, "plugins.json"):
-        (run_dir / name).unlink(missing_ok=True)
-    if not any(run_dir.iterdir()):
-        run_dir.rmdir()
-
-
-def _start_run(recipe: Recipe, out: str | None) -> Path:
-    """The new run directory, made with its first files, or a RecipeError naming the option
-    or key that chose a place where it cannot be made (a file, a path under a file, a folder
-    that cannot be written)."""
-    run_dir = _new_run_dir(recipe, out)
-    what = "--out" if out is not None else f"{recipe.path}: [run] out"
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RecipeError(f"{what}: {run_dir} is a file, not a folder; choose a new or empty folder for the run")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_run_files(recipe, run_dir)
-    except OSError as exc:
-        raise RecipeError(f"{what}: cannot make or write the run directory {run_dir}: {exc.strerror or exc}") from None
-    return run_dir
+    hint = "a run writes its checkpoints there: copy the run directory somewhere writable and resume the copy"
+    check_writable(run_dir, label=f"--resume {run_dir}", hint=hint)
+    return load_checkpoint(run_dir, warn=lambda m: _warn(console, m), set_aside=True)
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     """Train; under torchrun, as one rank of DDP training (rank 0 makes and writes the run
     directory and reads the checkpoint, see mihead/distributed.py)."""
-    from mihead.checkpoint import load_checkpoint
     from mihead.distributed import process_group
     from mihead.engine import Trainer
+    from mihead.run_directory import continue_hint, discard_unstarted, record_resume, start_run
 
     registry = _registry(console)
     if args.resume:
-        run_dir = Path(args.resume)
-        if not (run_dir / RECIPE_FILE).exists():
-            raise RecipeError(f"{run_dir}: not a run directory (no {RECIPE_FILE})")
+        run_dir = require_run_directory(Path(args.resume))
         if args.recipe or args.out:
             raise RecipeError("--resume continues the run directory's own recipe: give no RECIPE or --out")
         recipe = load_recipe(run_dir / RECIPE_FILE, registry, args.set)
@@ -114,24 +69,29 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         recipe = load_recipe(args.recipe, registry, args.set)
     for message in recipe.warnings():
         _warn(console, message)
+    recipe = recipe.with_absolute_data_root()
     with process_group(recipe.train.device) as cluster:
         if not cluster.is_main:
             console = Console(stderr=True, quiet=True)
         if args.resume:
-            state = cluster.from_main(lambda: load_checkpoint(run_dir, warn=lambda m: _warn(console, m)))
+            state = cluster.from_main(lambda: _resume_state(run_dir, console))
             console.print(f"resuming [bold]{run_dir}[/] at step {state['step']}", highlight=False)
             trainer = Trainer(recipe, run_dir, console)
             trainer.load_state(state)
+            cluster.from_main(lambda: record_resume(run_dir, recipe, args.set, trainer.step))
         else:
-            run_dir = cluster.from_main(lambda: _start_run(recipe, args.out))
+            run_dir = cluster.from_main(lambda: start_run(recipe, args.out, args.set))
             try:
                 trainer = Trainer(recipe, run_dir, console)
             except MiheadError:
                 if cluster.is_main:
-                    _discard_unstarted(run_dir)
+                    discard_unstarted(run_dir)
                 raise
             console.print(f"run directory: [bold]{run_dir}[/]", highlight=False)
-        trainer.fit()
+        try:
+            trainer.fit()
+        except WriteError as exc:
+            raise WriteError(f"{exc}; {continue_hint(run_dir)}") from None
         if cluster.is_main:
             Console().print(f"run directory: [bold]{run_dir}[/]", highlight=False)
     return 0
@@ -166,19 +126,19 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     from mihead.evaluate import evaluate_run
     from mihead.outputs import check_head_index, report, training_facts
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / RECIPE_FILE).exists():
-        raise RecipeError(f"{run_dir}: not a run directory (no {RECIPE_FILE})")
+    run_dir = require_run_directory(Path(args.run_dir))
+    hint = "eval writes the run's outputs there: copy the run directory somewhere writable and evaluate the copy"
+    check_writable(run_dir, hint=hint)
     overrides = [f"eval.split={json.dumps(args.split)}"] if args.split else []
     recipe = load_recipe(run_dir / RECIPE_FILE, _registry(console), overrides)
-    state = load_checkpoint(run_dir, fallback=False)
+    state = load_checkpoint(run_dir, warn=lambda m: _warn(console, m))
     device = resolve_device(args.device, "--device")
     built = build(recipe, device)
     if args.head is not None:
         check_head_index(args.head, built.model.num_heads)
     load_weights(built.model, state["model"], run_dir, "model")
     evaluation = evaluate_run(built, recipe)
-    facts = training_facts(state, device)
+    facts = training_facts(state, device, recipe)
     report(Console(), run_dir, evaluation, built.eval_data.images, facts, head=args.head, gallery_images=recipe.eval.gallery_images)  # a result: stdout
     return 0
 
@@ -191,15 +151,17 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     from mihead.outputs.summary import read_summary
     from mihead.predict import load_run_model, predict
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / RECIPE_FILE).exists():
-        raise RecipeError(f"{run_dir}: not a run directory (no {RECIPE_FILE})")
+    run_dir = require_run_directory(Path(args.run_dir))
     out = Path(args.out) if args.out else None
-    if out is not None and not out.parent.is_dir():
-        raise UsageError(f"--out {out}: no such folder {out.parent}")
+    if out is not None:
+        if not out.parent.is_dir():
+            raise UsageError(f"--out {out}: no such folder {out.parent}")
+        if out.is_dir():
+            raise UsageError(f"--out {out}: is a folder; give the CSV file to write, e.g. {out / 'clusters.csv'}")
+        check_writable(out.parent, label=f"--out {out}")
     device = resolve_device(args.device, "--device")
     recipe = load_recipe(run_dir / RECIPE_FILE, _registry(console))
-    run = load_run_model(run_dir, recipe, device)
+    run = load_run_model(run_dir, recipe, device, warn=lambda m: _warn(console, m))
     head = args.head
     if head is None:
         summary = read_summary(run_dir)
@@ -251,7 +213,7 @@ def make_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", **command_help("run", "train a recipe and write a run directory"))
     run.add_argument("recipe", nargs="?", help="the recipe TOML file")
     add_sets(run)
-    run.add_argument("--out", metavar="RUN_DIR", help="the run directory to make (default: a new one in run.out)")
+    run.add_argument("--out", metavar="RUN_DIR", help="the run directory to make: a new or empty folder (default: a new one in run.out)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
     run.set_defaults(func=cmd_run)
 

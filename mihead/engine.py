@@ -27,6 +27,7 @@ from mihead.device import autocast, resolve_device
 from mihead.distributed import current
 from mihead.errors import MiheadError
 from mihead.evaluate import evaluate_run
+from mihead.files import append_text, write_text_atomically
 from mihead.optim import learning_rate, make_optimizer
 from mihead.outputs import report, training_facts
 from mihead.recipe import Recipe
@@ -168,7 +169,7 @@ class Trainer:
         if not log.exists():
             return
         kept = [line for line, record in read_log(self.run_dir) if record["epoch"] <= self.epoch]
-        log.write_text("".join(line + "\n" for line in kept))
+        write_text_atomically(log, "".join(line + "\n" for line in kept))
 
     def checkpoint(self) -> None:
         if self.cluster.is_main:
@@ -199,8 +200,7 @@ class Trainer:
     def _log(self, record: dict[str, Any]) -> None:
         if not self.cluster.is_main:
             return
-        with open(self.run_dir / LOG_FILE, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_text(self.run_dir / LOG_FILE, json.dumps(record) + "\n")
 
     def fit(self) -> dict[str, Any]:
         """Train until ``total_steps``, then evaluate and write the reports; returns the summary."""
@@ -293,6 +293,6 @@ class Trainer:
         record["eval"] = evaluation.epoch_metrics()
         if all(r["epoch"] != self.epoch for _, r in read_log(self.run_dir)):  # resuming a finished run
             self._log(record)
-        facts = training_facts(self.state_counters(), self.device)
+        facts = training_facts(self.state_counters(), self.device, self.recipe)
         images = self.built.eval_data.images
         return report(self.results, self.run_dir, evaluation, images, facts, gallery_images=self.recipe.eval.gallery_images)

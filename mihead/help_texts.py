@@ -29,16 +29,19 @@ examples:
 _COMMANDS: dict[str, tuple[str, str]] = {
     "run": (
         """\
-Train a recipe and write a run directory (--out, or run.out/NAME-TIME):
-recipe.toml (the resolved recipe), plugins.json, metrics.jsonl (one line per
-epoch), checkpoint.pt (atomic; the previous one kept as checkpoint.prev.pt),
-summary.json, heads.png, confusion.png, training.png, assignments.csv and
-gallery.png.
+Train a recipe and write a run directory (--out, a new or empty folder, or
+run.out/NAME-TIME): recipe.toml (the resolved recipe, data.root absolute),
+history.jsonl (each command and its --set), plugins.json, metrics.jsonl (one
+line per epoch), checkpoint.pt (atomic; the previous one kept as
+checkpoint.prev.pt), summary.json, heads.png, confusion.png, training.png,
+assignments.csv and gallery.png. --resume RUN_DIR continues a run; its --set
+overrides are applied to the run's recipe.toml and recorded in history.jsonl.
 
 Progress goes to stderr; the per-head results table and the run directory to
-stdout. Exit status: 0 done, 1 a loss became NaN or infinite (the last good
-checkpoint is kept), 2 bad input, 130 stopped by Ctrl-C or SIGTERM after a
-checkpoint (continue with --resume).""",
+stdout. Exit status: 0 done, 1 a loss became NaN or infinite, or a file could
+not be written (a full disk; the last checkpoint is kept), 2 bad input (a
+folder --out that is not empty, a run directory that cannot be written),
+130 stopped by Ctrl-C or SIGTERM after a checkpoint (continue with --resume).""",
         """\
 examples:
   mihead run recipes/quickstart.toml
@@ -65,11 +68,12 @@ example:
     ),
     "eval": (
         """\
-Recompute the metrics of a run from its checkpoint.pt, on the recipe's
+Recompute the metrics of a run from its checkpoint.pt (checkpoint.prev.pt,
+with a warning, when it is damaged) and its recipe.toml, on the recipe's
 evaluation split or --split: rewrites the run directory's summary.json,
 heads.png, confusion.png, training.png, assignments.csv and gallery.png (of
 the reported head, or --head N), and prints the per-head results table on
-stdout.""",
+stdout. A run directory that cannot be written is refused first (exit 2).""",
         """\
 examples:
   mihead eval runs/dhog_cifar10-20250101-120000 --split train
@@ -80,7 +84,8 @@ examples:
 Assign new images (files, and folders searched recursively) to clusters with a
 run's checkpoint: one CSV row per image (path, cluster, confidence and every
 head's cluster), on stdout, or written atomically to --out FILE.csv (then one
-line on stdout says how many images went where). Progress bars and skipped
+line on stdout says how many images went where; a folder or a place that
+cannot be written is refused before any work). Progress bars and skipped
 files (--skip-bad) go to stderr. The cluster column is the run's reported
 head's unless --head N.""",
         """\

@@ -27,7 +27,7 @@ import numpy as np
 import PIL
 from rich.console import Console
 
-from mihead.errors import DataError
+from mihead.errors import DataError, WriteError
 from mihead.files import write_atomically
 from mihead.images import MAX_PIXELS, DecodedImages, decode_images
 
@@ -164,6 +164,6 @@ def decode_cached(
         decoded = DecodedImages(decoded.images, decoded.paths, skipped)
     try:
         _write(entry, prefix, root, decoded)
-    except OSError as exc:
+    except (OSError, WriteError) as exc:
         say(f"warning: cannot write the image cache {entry}: {exc}; set data.cache = \"\" to turn it off")
     return decoded

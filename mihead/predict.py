@@ -11,7 +11,7 @@ trained on a GPU predicts on a machine without one.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -83,10 +83,11 @@ def _clusters(state: dict[str, object], recipe: Recipe, dataset: Dataset, run_di
     return clusters
 
 
-def load_run_model(run_dir: Path, recipe: Recipe, device: torch.device) -> RunModel:
-    """RUN_DIR's model (with ``recipe``, the run's own) from its latest checkpoint, on
-    ``device``, without loading its data."""
-    state = load_checkpoint(run_dir, fallback=False)
+def load_run_model(run_dir: Path, recipe: Recipe, device: torch.device, *, warn: Callable[[str], None] = print) -> RunModel:
+    """RUN_DIR's model (with ``recipe``, the run's own) from its latest good checkpoint (the
+    previous one when the latest is damaged: ``warn`` says so), on ``device``, without loading
+    its data."""
+    state = load_checkpoint(run_dir, warn=warn)
     dataset: Dataset = recipe.data.cls(recipe.data.params)
     spec = _image_spec(state, dataset, run_dir)
     augmenter: Augmenter = recipe.augment.cls(recipe.augment.params, spec)

@@ -11,6 +11,7 @@ the first problem becomes a :class:`RecipeError` naming the file, the section an
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -205,6 +206,16 @@ class Recipe:
         if len(zero) == len(self.objectives):
             return ["every objective has weight = 0: the loss trained on is 0 and the model learns nothing"]
         return [f"{what} has weight = 0: it is computed and logged but adds nothing to the loss trained on" for what in zero]
+
+    def with_absolute_data_root(self) -> Recipe:
+        """This recipe with a relative ``data.root`` made absolute against the working folder
+        (where the dataset would read it), as a run directory records it: ``mihead eval`` and
+        ``--resume`` then find the data from any folder."""
+        root = self.data.params.root
+        if not root or "root" in self.data.unused_keys or os.path.isabs(root):
+            return self
+        params = dataclasses.replace(self.data.params, root=os.path.abspath(root))
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, params=params))
 
     def plugins_used(self) -> list[Registered]:
         sections: list[PluginSection[Params, Params]] = [self.data, self.augment, self.backbone, self.head, *self.objectives]

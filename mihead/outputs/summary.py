@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +11,26 @@ import torch
 
 from mihead.evaluate import Evaluation
 from mihead.files import write_text_atomically
+from mihead.recipe import Recipe
 
 __all__ = ["SUMMARY", "read_summary", "training_facts", "write_summary"]
 
 SUMMARY = "summary.json"
 
 
-def training_facts(state: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """The training part of summary.json, from a checkpoint's counters."""
+def _data_facts(recipe: Recipe) -> dict[str, str]:
+    """The dataset and, for one that reads files, the folder it read: ``data.root`` made
+    absolute ('' = the dataset's default place)."""
+    facts = {"dataset": recipe.data.entry.name}
+    if "root" not in recipe.data.unused_keys:
+        root = str(recipe.data.params.root)
+        facts["root"] = os.path.abspath(root) if root else ""
+    return facts
+
+
+def training_facts(state: dict[str, Any], device: torch.device, recipe: Recipe) -> dict[str, Any]:
+    """The training part of summary.json, from a checkpoint's counters, and where the data
+    was (``data``: the dataset's name and the folder it read)."""
     seconds = float(state["seconds"])
     return {
         "epochs": int(state["epoch"]),
@@ -26,6 +39,7 @@ def training_facts(state: dict[str, Any], device: torch.device) -> dict[str, Any
         "images_per_second": round(int(state["images_seen"]) / seconds, 1) if seconds else None,
         "device": str(device),
         "world_size": int(state["world_size"]),
+        "data": _data_facts(recipe),
     }
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "recipes" / "quickstart.toml"
@@ -55,3 +62,52 @@ def error_line(err: str) -> str:
     assert len(lines) == 1, err
     assert "Traceback" not in err, err
     return lines[0]
+
+
+@contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """``folder`` refuses new files meanwhile: by its mode, and where a mode does not stop this
+    process (root), by ``os.open`` refusing to make a file in it as a read-only mount would
+    (tempfile's files are made through ``os.open``)."""
+    folder.chmod(0o555)
+    real_open = os.open
+
+    def refusing(path: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        where = Path(os.fsdecode(path))
+        tmpfile = getattr(os, "O_TMPFILE", -1)
+        makes = flags & os.O_CREAT or (tmpfile != -1 and flags & tmpfile == tmpfile)
+        if makes and folder in (where, where.parent):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            if os.access(folder, os.W_OK):
+                patch.setattr(os, "open", refusing)
+            yield
+    finally:
+        folder.chmod(0o755)
+
+
+@functools.cache
+def private_mounts() -> bool:
+    """Whether a process here may make mounts of its own (``unshare -rm``: a new user and
+    mount namespace; as root, or as a user where the kernel allows it)."""
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode == 0
+
+
+def with_private_mounts(shell: str, script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``shell`` (e.g. mounting a small tmpfs) then ``python -c script``, in a mount namespace
+    of their own: the machine's mounts are not touched and the new ones end with the process."""
+    if not private_mounts():
+        pytest.skip("this machine lets no process make its own mounts (unshare -rm)")
+    return subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f'{shell} && exec "$0" -c "$1"', sys.executable, script],
+        cwd=cwd,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from corehelp import QUICKSTART, error_line, sets
+from corehelp import QUICKSTART, error_line, read_only, sets, with_private_mounts
 from mihead import cli
 from mihead.help_texts import _COMMANDS
 
@@ -60,6 +63,110 @@ def test_run_out_is_named_when_it_cannot_hold_run_directories(run_cli: Callable[
     code, _, err = run_cli("run", str(QUICKSTART), *sets(f"run.out={tmp_path / 'a-file'}"))
     assert code == 2
     assert error_line(err).startswith(f"mihead: error: {QUICKSTART}: [run] out: cannot make or write the run directory {tmp_path / 'a-file'}/")
+
+
+def test_out_refuses_a_folder_that_is_not_empty(run_cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    """A user's folder is never written into; nor is a run directory that stopped before its
+    first checkpoint (nothing to --resume; a new run would mix its files with the old)."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "summary.json").write_text("my own\n")
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / "recipe.toml").write_text("")
+    (stopped / "metrics.jsonl").write_text("{}\n")
+    for folder in (mine, stopped):
+        before = {p.name: p.read_bytes() for p in folder.iterdir()}
+        code, out, err = run_cli("run", str(QUICKSTART), *sets(), "--out", str(folder))
+        assert code == 2 and out == ""
+        assert error_line(err) == (
+            f"mihead: error: --out: {folder} is a folder that is not empty (and holds no checkpoint to continue); "
+            "a new run needs a new or empty folder, so that none of its files is overwritten"
+        )
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_out_may_be_an_empty_folder(run_cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run_cli("run", str(QUICKSTART), *sets("train.epochs=1", "eval.every=0"), "--out", str(empty))
+    assert code == 0, err
+    assert (empty / "checkpoint.pt").is_file() and (empty / "summary.json").is_file()
+
+
+# --- read-only places: refused before the work -------------------------------------------
+
+
+@pytest.fixture
+def run_copy(digits_run: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(digits_run, tmp_path / "run"))
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_eval_and_resume_refuse_a_read_only_run_directory(run_copy: Path, run_cli: Callable[..., CliResult]) -> None:
+    before = {p.name: p.read_bytes() for p in run_copy.iterdir()}
+    with read_only(run_copy):
+        code, out, err = run_cli("eval", str(run_copy))
+        assert code == 2 and out == ""
+        line = error_line(err)
+        assert line.startswith(f"mihead: error: cannot write in {run_copy}: ")
+        assert line.endswith("; eval writes the run's outputs there: copy the run directory somewhere writable and evaluate the copy")
+        code, out, err = run_cli("run", "--resume", str(run_copy))
+        assert code == 2 and out == "" and "resuming" not in err
+        line = error_line(err)
+        assert line.startswith(f"mihead: error: --resume {run_copy}: cannot write in {run_copy}: ")
+        assert line.endswith("; a run writes its checkpoints there: copy the run directory somewhere writable and resume the copy")
+    assert {p.name: p.read_bytes() for p in run_copy.iterdir()} == before
+
+
+def test_predict_out_is_checked_before_the_images_are_assigned(
+    digits_run: Path, images: Path, tmp_path: Path, run_cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mihead import predict
+
+    monkeypatch.setattr(predict, "predict", lambda *args, **kwargs: pytest.fail("images assigned before --out was checked"))
+    place = tmp_path / "place"
+    place.mkdir()
+    with read_only(place):
+        code, out, err = run_cli("predict", str(digits_run), str(images), "--out", str(place / "c.csv"))
+    assert code == 2 and out == ""
+    assert error_line(err).startswith(f"mihead: error: --out {place / 'c.csv'}: cannot write in {place}: ")
+    code, out, err = run_cli("predict", str(digits_run), str(images), "--out", str(place))
+    assert code == 2 and out == ""
+    assert error_line(err) == f"mihead: error: --out {place}: is a folder; give the CSV file to write, e.g. {place / 'clusters.csv'}"
+    assert list(place.iterdir()) == []
+
+
+def test_a_read_only_mount(run_copy: Path, images: Path, tmp_path: Path) -> None:
+    """The same three on a real read-only file system (a bind mount remounted read-only in a
+    mount namespace of the test's own), where root is refused too."""
+    place = tmp_path / "place"
+    place.mkdir()
+    commands = [["eval", str(run_copy)], ["run", "--resume", str(run_copy)], ["predict", str(run_copy), str(images), "--out", str(place / "c.csv")]]
+    script = f"""
+import sys
+from mihead import cli
+for args in {commands!r}:
+    print("EXIT", cli.main(args), file=sys.stderr)
+"""
+    mounts = " && ".join(f"mount --bind {q} {q} && mount -o remount,bind,ro {q}" for q in map(shlex.quote, (str(run_copy), str(place))))
+    done = with_private_mounts(mounts, script, tmp_path)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("EXIT")] == ["EXIT 2"] * 3, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("mihead: error:")]
+    assert [line.split(": Read-only file system")[0] for line in errors] == [
+        f"mihead: error: cannot write in {run_copy}",
+        f"mihead: error: --resume {run_copy}: cannot write in {run_copy}",
+        f"mihead: error: --out {place / 'c.csv'}: cannot write in {place}",
+    ], done.stderr
 
 
 # --- stdout and stderr -----------------------------------------------------------------------

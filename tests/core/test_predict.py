@@ -217,3 +217,16 @@ def test_predict_on_an_image_folder_run_gives_its_assignments_by_path(tmp_path: 
         got = predicted[row["id"]]
         assert (got["cluster"], got["head_0"], got["head_1"]) == (row["cluster"], row["head_0"], row["head_1"]), row["id"]
         assert float(got["confidence"]) == pytest.approx(float(row["confidence"]), abs=2e-6)
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_previous_one(digits_run: Path, digit_files: Path, tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """As resume and eval do, with the same warning, and without touching the run's files."""
+    run_dir = Path(shutil.copytree(digits_run, tmp_path / "run"))
+    (run_dir / "checkpoint.pt").write_bytes(b"\x00garbage" * 64)
+    code, out, err = run_cli("predict", str(run_dir), str(digit_files))
+    assert code == 0, err
+    warning = " ".join(err.split())
+    assert f"mihead: warning: {run_dir / 'checkpoint.pt'}: truncated or corrupt checkpoint" in warning
+    assert f"using the previous checkpoint {run_dir / 'checkpoint.prev.pt'}" in warning
+    assert len(parse(out)) == 200
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(p.name for p in digits_run.iterdir())
