@@ -26,6 +26,7 @@ from mihead.errors import MiheadError, RecipeError, UsageError  # noqa: E402
 from mihead.help_texts import command_help, main_help  # noqa: E402
 from mihead.plugins import Registry, load_registry  # noqa: E402
 from mihead.recipe import Recipe, load_recipe  # noqa: E402
+from mihead.training_log import LOG_FILE  # noqa: E402
 
 __all__ = ["main"]
 
@@ -70,8 +71,9 @@ def _write_run_files(recipe: Recipe, run_dir: Path) -> None:
 
 def _discard_unstarted(run_dir: Path) -> None:
     """Remove what :func:`_start_run` wrote when the run could not even start (e.g. its data
-    is missing), so that no half-made run directory is left behind."""
-    for name in (RECIPE_FILE, "plugins.json"):
+    is missing) or stopped before its first checkpoint (its loss diverged), so that no
+    half-made run directory is left behind."""
+    for name in (RECIPE_FILE, "plugins.json", LOG_FILE):
         (run_dir / name).unlink(missing_ok=True)
     if not any(run_dir.iterdir()):
         run_dir.rmdir()
@@ -99,6 +101,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from mihead.checkpoint import load_checkpoint
     from mihead.distributed import process_group
     from mihead.engine import Trainer
+    from mihead.finite import NumericalError
 
     registry = _registry(console)
     if args.resume:
@@ -129,7 +132,14 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                     _discard_unstarted(run_dir)
                 raise
             console.print(f"run directory: [bold]{run_dir}[/]", highlight=False)
-        trainer.fit()
+        try:
+            trainer.fit()
+        except NumericalError as exc:
+            if cluster.is_main and not args.resume and trainer.saved_step is None:
+                _discard_unstarted(run_dir)
+                if not run_dir.exists():
+                    raise NumericalError(f"{exc}; its run directory {run_dir} was removed") from None
+            raise
         if cluster.is_main:
             Console().print(f"run directory: [bold]{run_dir}[/]", highlight=False)
     return 0

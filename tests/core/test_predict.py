@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from corehelp import error_line
+from corehelp import diverged_copy, error_line
 
 Rows = list[dict[str, str]]
 
@@ -217,3 +217,13 @@ def test_predict_on_an_image_folder_run_gives_its_assignments_by_path(tmp_path: 
         got = predicted[row["id"]]
         assert (got["cluster"], got["head_0"], got["head_1"]) == (row["cluster"], row["head_0"], row["head_1"]), row["id"]
         assert float(got["confidence"]) == pytest.approx(float(row["confidence"]), abs=2e-6)
+
+
+def test_non_finite_outputs_stop_predict_with_no_csv(digits_run: Path, digit_files: Path, tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    run_dir = diverged_copy(digits_run, tmp_path / "run")
+    out_file = tmp_path / "clusters.csv"
+    for args in ([], ["--out", str(out_file)]):
+        code, out, err = run_cli("predict", str(run_dir), str(digit_files), *args)
+        assert code == 1 and out == "" and "nan" not in out
+        assert "cluster probabilities are non-finite for 200 of 200 images" in error_line(err)
+    assert not out_file.exists()
