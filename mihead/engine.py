@@ -28,6 +28,7 @@ from mihead.distributed import current
 from mihead.errors import MiheadError
 from mihead.evaluate import Evaluation, evaluate_run
 from mihead.finite import NumericalError, first_non_finite
+from mihead.memory import OutOfMemory, reporting_out_of_memory
 from mihead.optim import learning_rate, make_optimizer
 from mihead.outputs import report, training_facts
 from mihead.recipe import Recipe
@@ -229,7 +230,15 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     def fit(self) -> dict[str, Any]:
-        """Train until ``total_steps``, then evaluate and write the reports; returns the summary."""
+        """Train until ``total_steps``, then evaluate and write the reports; returns the summary.
+        An allocation failure is one line (:class:`OutOfMemory`) saying what to shrink."""
+        try:
+            with reporting_out_of_memory(f"training with batches of {self.recipe.train.batch_size} images"):
+                return self._fit()
+        except OutOfMemory as exc:
+            raise OutOfMemory(f"{exc}; {self._stopped()}") from None
+
+    def _fit(self) -> dict[str, Any]:
         recipe = self.recipe
         source = self.built.source
         batch = self.images_per_step

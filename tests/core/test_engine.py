@@ -486,3 +486,48 @@ def test_non_finite_outputs_at_the_final_evaluation_say_what_was_kept(tmp_path: 
     with pytest.raises(NumericalError, match=rf"non-finite; the run stopped and its last good checkpoint \(step 8\) in {re.escape(str(run_dir))} was kept$"):
         trainer.fit()
     assert not (run_dir / "summary.json").exists()
+
+
+def test_an_allocation_failure_in_training_is_one_line_saying_what_to_shrink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli) -> None:  # type: ignore[no-untyped-def]
+    from mihead.memory import OutOfMemory
+
+    run_dir = tmp_path / "run"
+    trainer = trainer_for(run_dir, "becomes_nonfinite", "objective.0.at=100")
+    step = trainer._train_step
+
+    def failing(views: torch.Tensor) -> dict[str, torch.Tensor]:
+        if trainer.step == 2:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 bytes. Error code 12\nmore")
+        return step(views)
+
+    monkeypatch.setattr(trainer, "_train_step", failing)
+    with pytest.raises(OutOfMemory) as info:
+        trainer.fit()
+    assert info.value.exit_code == 2
+    assert str(info.value) == (
+        "training with batches of 100 images ran out of memory (DefaultCPUAllocator: can't allocate memory: you tried to "
+        "allocate 9 bytes. Error code 12); lower train.batch_size, head.clusters, head.overclusters or the backbone's "
+        f"widths; the run stopped and its last good checkpoint (step 2) in {run_dir} was kept"
+    )
+    # from the command line, before the first checkpoint: one line, exit 2, no half-made run directory
+    import mihead.engine
+
+    def out_of_memory(self: Trainer, views: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(mihead.engine.Trainer, "_train_step", out_of_memory)
+    code, _, err = run_cli("run", str(QUICKSTART), "--out", str(tmp_path / "r"), *sets())
+    assert code == 2 and "ran out of memory (CUDA out of memory. Tried to allocate 2.00 GiB); lower train.batch_size" in error_line(err)
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_allocation_failure_while_building_says_what_to_shrink() -> None:
+    from mihead.build import _building
+    from mihead.memory import OutOfMemory
+
+    with pytest.raises(OutOfMemory, match=r"^building \[head\] ran out of memory \(DefaultCPUAllocator: can't allocate memory\); lower train.batch_size"):
+        with _building("head"):
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+    with pytest.raises(OutOfMemory, match=r"^building \[data\] ran out of memory \(MemoryError\)"):
+        with _building("data"):
+            raise MemoryError
