@@ -184,7 +184,7 @@ class Trainer:
         self.saved_step = self.step
 
     def _stopped(self) -> str:
-        """The end of a NumericalError's message: what the run left to resume from."""
+        """The end of a message that stops the run (non-finite values, out of memory): what it left to resume from."""
         if self.saved_step is None:
             return "the run stopped before its first checkpoint, so it left nothing to resume"
         return f"the run stopped and its last good checkpoint (step {self.saved_step}) in {self.run_dir} was kept"
