@@ -134,7 +134,7 @@ def _building(what: str) -> Iterator[None]:
     """A plugin's own failure to build from recipe values (a size torch rejects or cannot
     allocate) as a one-line RecipeError naming the recipe section, not a traceback."""
     try:
-        with reporting_out_of_memory(f"building [{what}]"):  # too large for the device: say what to shrink
+        with reporting_out_of_memory(f"building [{what}]", f"lower the sizes in [{what}]"):  # too large for the device
             yield
     except (RuntimeError, ValueError, MemoryError, OverflowError) as exc:
         first = (str(exc).strip().splitlines() or [""])[0]

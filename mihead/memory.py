@@ -39,16 +39,16 @@ def allocation_failure(exc: BaseException) -> bool:
 
 
 @contextmanager
-def reporting_out_of_memory(what: str) -> Iterator[None]:
+def reporting_out_of_memory(what: str, shrink: str = SHRINK) -> Iterator[None]:
     """An allocation failure inside as one :class:`OutOfMemory` line: ``what`` ran out of memory,
-    the allocator's first line, and :data:`SHRINK`."""
+    the allocator's first line, and ``shrink``, what to make smaller."""
     try:
         yield
     except (RuntimeError, MemoryError) as exc:
         if not allocation_failure(exc):
             raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise OutOfMemory(f"{what} ran out of memory ({first}); {SHRINK}") from None
+        raise OutOfMemory(f"{what} ran out of memory ({first}); {shrink}") from None
 
 
 def _optimizer_slots(train: TrainParams) -> int:

@@ -525,7 +525,7 @@ def test_an_allocation_failure_while_building_says_what_to_shrink() -> None:
     from mihead.build import _building
     from mihead.memory import OutOfMemory
 
-    with pytest.raises(OutOfMemory, match=r"^building \[head\] ran out of memory \(DefaultCPUAllocator: can't allocate memory\); lower train.batch_size"):
+    with pytest.raises(OutOfMemory, match=r"^building \[head\] ran out of memory \(DefaultCPUAllocator: can't allocate memory\); lower the sizes in \[head\]$"):
         with _building("head"):
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
     with pytest.raises(OutOfMemory, match=r"^building \[data\] ran out of memory \(MemoryError\)"):
