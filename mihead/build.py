@@ -18,6 +18,7 @@ from mihead.contracts import (
 )
 from mihead.data import ViewSource, make_view_source
 from mihead.errors import DataError, RecipeError
+from mihead.memory import reporting_out_of_memory
 from mihead.model import MultiHeadModel
 from mihead.protocol import Protocol, resolve_protocol, union_data
 from mihead.recipe import Recipe
@@ -133,7 +134,8 @@ def _building(what: str) -> Iterator[None]:
     """A plugin's own failure to build from recipe values (a size torch rejects or cannot
     allocate) as a one-line RecipeError naming the recipe section, not a traceback."""
     try:
-        yield
+        with reporting_out_of_memory(f"building [{what}]", f"lower the sizes in [{what}]"):  # too large for the device
+            yield
     except (RuntimeError, ValueError, MemoryError, OverflowError) as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
         raise RecipeError(f"[{what}] cannot be built from the recipe's values: {type(exc).__name__}: {first}") from exc

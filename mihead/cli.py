@@ -21,10 +21,12 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
+from mihead.contracts import Augmenter  # noqa: E402
 from mihead.errors import MiheadError, RecipeError, UsageError, WriteError  # noqa: E402
 from mihead.help_texts import command_help, main_help  # noqa: E402
+from mihead.model import MultiHeadModel  # noqa: E402
 from mihead.plugins import Registry, load_registry  # noqa: E402
-from mihead.recipe import load_recipe  # noqa: E402
+from mihead.recipe import Recipe, load_recipe  # noqa: E402
 from mihead.run_directory import RECIPE_FILE, check_writable, require_run_directory  # noqa: E402
 
 __all__ = ["main"]
@@ -55,6 +57,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     directory and reads the checkpoint, see mihead/distributed.py)."""
     from mihead.distributed import process_group
     from mihead.engine import Trainer
+    from mihead.finite import NumericalError
+    from mihead.memory import OutOfMemory
     from mihead.run_directory import continue_hint, discard_unstarted, record_resume, start_run
 
     registry = _registry(console)
@@ -92,6 +96,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             trainer.fit()
         except WriteError as exc:
             raise WriteError(f"{exc}; {continue_hint(run_dir)}") from None
+        except (NumericalError, OutOfMemory) as exc:
+            if cluster.is_main and not args.resume and trainer.saved_step is None:
+                discard_unstarted(run_dir)
+                if not run_dir.exists():
+                    raise type(exc)(f"{exc}; its run directory {run_dir} was removed") from None
+            raise
         if cluster.is_main:
             Console().print(f"run directory: [bold]{run_dir}[/]", highlight=False)
     return 0
@@ -111,12 +121,44 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
         spec, clusters, model = built
         size = sum(p.numel() for p in model.parameters())
         what = f"built for {spec.size} px x {spec.channels} channel images: {model.num_heads} heads of {clusters} clusters, {size:,} parameters"
+        memory, shortfall = _memory_text(recipe, model, recipe.augment.cls(recipe.augment.params, spec))
+        what += f"; {memory}"
     Console().print(
         f"{args.recipe}: ok (data {recipe.data.entry.name}, backbone {recipe.backbone.entry.name}, "
         f"head {recipe.head.entry.name}, objectives {names}; model {what})",
         highlight=False,
     )
+    if built is not None and shortfall:
+        _warn(console, shortfall)
     return 0
+
+
+def _gib(n: int) -> str:
+    """``n`` bytes in GiB, or MiB below one GiB."""
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
+
+
+def _memory_text(recipe: Recipe, model: MultiHeadModel, augmenter: Augmenter) -> tuple[str, str]:
+    """What a training step of ``recipe`` needs (``model`` fed ``augmenter``'s views) against
+    what its device has, and a warning ('' when it fits or the device's memory is unknown)."""
+    from mihead.device import resolve_device
+    from mihead.memory import SHRINK, available_bytes, estimate
+
+    out = augmenter.output
+    need = estimate(model, recipe.train, augmenter.num_views, out.channels, out.size)
+    device = resolve_device(recipe.train.device)
+    has = available_bytes(device)
+    where = "CUDA device's memory" if device.type == "cuda" else "CPU's available RAM"
+    text = (
+        f"training needs about {_gib(need.total)} (weights, gradients and {recipe.train.optimizer} state "
+        f"{_gib(need.weights)}, activations of a batch of {recipe.train.batch_size} {_gib(need.activations)})"
+    )
+    if has is None:
+        return text, ""
+    text += f" of the {where}, {_gib(has)}"
+    if need.total <= has:
+        return text, ""
+    return text, f"training needs about {_gib(need.total)}, more than the {where} ({_gib(has)}): {SHRINK}"
 
 
 def cmd_eval(args: argparse.Namespace, console: Console) -> int:

@@ -26,20 +26,16 @@ from mihead.contracts import Objective
 from mihead.device import autocast, resolve_device
 from mihead.distributed import current
 from mihead.errors import MiheadError
-from mihead.evaluate import evaluate_run
+from mihead.evaluate import Evaluation, evaluate_run
 from mihead.files import append_text, write_text_atomically
+from mihead.finite import NumericalError, first_non_finite
+from mihead.memory import OutOfMemory, reporting_out_of_memory
 from mihead.optim import learning_rate, make_optimizer
 from mihead.outputs import report, training_facts
 from mihead.recipe import Recipe
 from mihead.training_log import LOG_FILE, read_log
 
 __all__ = ["Interrupted", "NumericalError", "Trainer"]
-
-
-class NumericalError(MiheadError):
-    """A loss term became NaN or infinite; the last good checkpoint is kept."""
-
-    exit_code = 1
 
 
 class Interrupted(MiheadError):
@@ -114,6 +110,7 @@ class Trainer:
         self.step_in_epoch = 0
         self.seconds = 0.0
         self.images_seen = 0
+        self.saved_step: int | None = None  # the step of the run's latest checkpoint, None before the first
 
     # --- state -----------------------------------------------------------------------------
     def state_counters(self) -> dict[str, Any]:
@@ -134,15 +131,25 @@ class Trainer:
         return {
             "model": self.built.model.state_dict(),
             **prediction_facts(self.built),
-            "objectives": {n: o.state_dict() for n, _, o in self.built.objectives},
-            "optimizer": self.optimizer.state_dict(),
+            **self._trainable_state(),
             **self.state_counters(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "recipe": self.recipe.to_toml(),
         }
 
+    def _trainable_state(self) -> dict[str, Any]:
+        """The objectives' and the optimiser's state dicts: with the model's, what training changes."""
+        return {
+            "objectives": {n: o.state_dict() for n, _, o in self.built.objectives},
+            "optimizer": self.optimizer.state_dict(),
+        }
+
     def load_state(self, state: dict[str, Any]) -> None:
+        bad = first_non_finite(state)
+        if bad is not None:  # written before checkpoints were checked: resuming would train on NaN
+            raise NumericalError(f"{self.run_dir}: the checkpoint holds a non-finite value ({bad}) from a diverged step; it cannot be resumed")
+        self.saved_step = int(state["step"])
         load_weights(self.built.model, state["model"], self.run_dir, "model")
         for n, _, o in self.built.objectives:
             load_weights(o, state["objectives"][n], self.run_dir, f"objective {n!r}")
@@ -172,8 +179,24 @@ class Trainer:
         write_text_atomically(log, "".join(line + "\n" for line in kept))
 
     def checkpoint(self) -> None:
+        """Save the state (rank 0); call :meth:`_check_state` first, at the same step."""
         if self.cluster.is_main:
             save_checkpoint(self.run_dir, self.state())
+        self.saved_step = self.step
+
+    def _stopped(self) -> str:
+        """The end of a message that stops the run (non-finite values, out of memory): what it left to resume from."""
+        if self.saved_step is None:
+            return "the run stopped before its first checkpoint, so it left nothing to resume"
+        return f"the run stopped and its last good checkpoint (step {self.saved_step}) in {self.run_dir} was kept"
+
+    def _check_state(self) -> None:
+        """A NumericalError, on every rank, when a weight, buffer or optimiser value is NaN or
+        infinite: the loss is checked before each step, but the step's own update can overflow."""
+        bad = first_non_finite({"model": self.built.model.state_dict(), **self._trainable_state()})
+        if self.cluster.any(bad is not None):
+            where = f"{bad} became non-finite" if bad is not None else "a value became non-finite on another rank"
+            raise NumericalError(f"{where} by step {self.step}; {self._stopped()}")
 
     # --- training --------------------------------------------------------------------------
     def _train_step(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -192,10 +215,14 @@ class Trainer:
         for name, bad in first_bad.items():
             step = int(bad)
             if step >= 0:
-                raise NumericalError(
-                    f"loss term {name!r} became non-finite at step {step + 1}; the run stopped and "
-                    f"its last good checkpoint in {self.run_dir} was kept"
-                )
+                raise NumericalError(f"loss term {name!r} became non-finite at step {step + 1}; {self._stopped()}")
+
+    def _evaluate(self) -> Evaluation:
+        """The run's evaluation now; non-finite outputs stop it, saying what checkpoint is kept."""
+        try:
+            return evaluate_run(self.built, self.recipe)
+        except NumericalError as exc:
+            raise NumericalError(f"{exc}; {self._stopped()}") from None
 
     def _log(self, record: dict[str, Any]) -> None:
         if not self.cluster.is_main:
@@ -203,7 +230,15 @@ class Trainer:
         append_text(self.run_dir / LOG_FILE, json.dumps(record) + "\n")
 
     def fit(self) -> dict[str, Any]:
-        """Train until ``total_steps``, then evaluate and write the reports; returns the summary."""
+        """Train until ``total_steps``, then evaluate and write the reports; returns the summary.
+        An allocation failure is one line (:class:`OutOfMemory`) saying what to shrink."""
+        try:
+            with reporting_out_of_memory(f"training with batches of {self.recipe.train.batch_size} images"):
+                return self._fit()
+        except OutOfMemory as exc:
+            raise OutOfMemory(f"{exc}; {self._stopped()}") from None
+
+    def _fit(self) -> dict[str, Any]:
         recipe = self.recipe
         source = self.built.source
         batch = self.images_per_step
@@ -254,6 +289,7 @@ class Trainer:
                 self.seconds += elapsed
                 self.images_seen += epoch_steps * batch
                 self._check_finite(first_bad)
+                self._check_state()  # before anything reads or saves the state: evaluation, checkpoint
                 if stopping:
                     self.checkpoint()
                     cause = f"signal {stops[0]}" if stops else "a signal to another rank"
@@ -278,7 +314,7 @@ class Trainer:
                 }
                 every = recipe.eval.every
                 if not done and every and self.epoch % every == 0 and self.cluster.is_main:
-                    record["eval"] = evaluate_run(self.built, self.recipe).epoch_metrics()
+                    record["eval"] = self._evaluate().epoch_metrics()
                 if not done:  # the epoch's line goes before its checkpoint: a kill between
                     self._log(record)  # the two repeats the epoch and drops the line on resume
                 if done or self.epoch % recipe.train.checkpoint_every == 0:
@@ -289,7 +325,7 @@ class Trainer:
 
     def _report(self, record: dict[str, Any]) -> dict[str, Any]:
         """The final evaluation: logged with the last epoch's ``record``, written, printed."""
-        evaluation = evaluate_run(self.built, self.recipe)
+        evaluation = self._evaluate()
         record["eval"] = evaluation.epoch_metrics()
         if all(r["epoch"] != self.epoch for _, r in read_log(self.run_dir)):  # resuming a finished run
             self._log(record)

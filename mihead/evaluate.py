@@ -14,6 +14,7 @@ from mihead.build import Built
 from mihead.contracts import ImageData
 from mihead.data import ViewSource
 from mihead.device import autocast
+from mihead.finite import NumericalError
 from mihead.metrics import HeadResult, best_matching, confusion, head_result, heads_nmi, select_head
 from mihead.model import MultiHeadModel
 from mihead.protocol import Protocol
@@ -25,7 +26,8 @@ __all__ = ["Evaluation", "assign_views", "evaluate", "evaluate_run"]
 @torch.no_grad()
 def assign_views(model: MultiHeadModel, batches: Iterable[torch.Tensor], precision: str) -> tuple[np.ndarray, np.ndarray]:
     """Every main head's cluster (argmax) and its probability for each batch of views float
-    [V, B, C, H, W]: int64 and float32 [H, V, N], the batches' images in order."""
+    [V, B, C, H, W]: int64 and float32 [H, V, N], the batches' images in order. A
+    NumericalError when a probability is NaN or infinite."""
     was_training = model.training
     model.eval()
     clusters, confidence = [], []
@@ -38,7 +40,14 @@ def assign_views(model: MultiHeadModel, batches: Iterable[torch.Tensor], precisi
             confidence.append(best.float().cpu())
     finally:
         model.train(was_training)
-    return torch.cat(clusters, 2).numpy(), torch.cat(confidence, 2).numpy()
+    probabilities = torch.cat(confidence, 2).numpy()
+    finite = np.isfinite(probabilities).all(axis=(0, 1))  # per image, over heads and views
+    if not finite.all():  # argmax of NaN is arbitrary: no cluster, CSV or gallery is made of it
+        raise NumericalError(
+            f"the model's cluster probabilities are non-finite for {int((~finite).sum()):,} of {finite.size:,} images "
+            "(its weights diverged, or its activations overflow on them); nothing was assigned"
+        )
+    return torch.cat(clusters, 2).numpy(), probabilities
 
 
 @dataclasses.dataclass(frozen=True)

@@ -60,8 +60,11 @@ classes, also build the augmenter and model on the CPU, so that values wrong
 for that data fail here. Writes nothing.
 
 On success prints one "RECIPE: ok (...)" line on stdout (plugins, heads,
-clusters, parameter count) and exits 0; otherwise one error line on stderr,
-exit status 2.""",
+clusters, parameter count, and the memory a training step needs: weights,
+gradients and optimiser state, and the model's activations for a batch,
+against the CPU's available RAM or the CUDA device's memory) and exits 0,
+with a warning on stderr when training would not fit; otherwise one error
+line on stderr, exit status 2.""",
         """\
 example:
   mihead check recipes/dhog_cifar10.toml --set train.batch_size=64""",

@@ -74,8 +74,10 @@ class TrainParams(Params):
     )
     num_workers: int = param(0, "data-loader worker processes (0 = load in the main process)", ge=0, le=1024)
     optimizer: str = param("adam", "optimiser", choices=("adam", "sgd", "rmsprop"))
-    lr: float = param(1e-3, "peak learning rate", gt=0)
-    weight_decay: float = param(0.0, "L2 weight decay", ge=0)
+    # torch turns each into a float32 multiplier of the step (Adam's first: lr / (1 - 0.9)), which
+    # overflows with a traceback past float32's 3.4e38; a value near the bound diverges at once
+    lr: float = param(1e-3, "peak learning rate; bounded so that Adam's first step (10 x lr) fits a float32", gt=0, le=1e37)
+    weight_decay: float = param(0.0, "L2 weight decay; bounded to fit a float32", ge=0, le=1e38)
     momentum: float = param(0.9, "momentum (sgd, rmsprop)", ge=0, lt=1)
     rmsprop_alpha: float = param(
         0.99, "rmsprop: decay of the running mean of squared gradients (torch's default 0.99; DCCM's code 0.9)", gt=0, lt=1

@@ -27,6 +27,7 @@ from mihead.checkpoint import CHECKPOINT, PREVIOUS
 from mihead.errors import RecipeError, UsageError
 from mihead.files import append_text, write_text_atomically
 from mihead.recipe import Recipe
+from mihead.training_log import LOG_FILE
 
 __all__ = [
     "HISTORY_FILE",
@@ -149,8 +150,9 @@ def start_run(recipe: Recipe, out: str | None, overrides: Sequence[str]) -> Path
 
 def discard_unstarted(run_dir: Path) -> None:
     """Remove what :func:`start_run` wrote when the run could not even start (e.g. its data
-    is missing), so that no half-made run directory is left behind."""
-    for name in (RECIPE_FILE, PLUGINS_FILE, HISTORY_FILE):
+    is missing) or stopped before its first checkpoint (its loss diverged), so that no
+    half-made run directory is left behind."""
+    for name in (RECIPE_FILE, PLUGINS_FILE, HISTORY_FILE, LOG_FILE):
         (run_dir / name).unlink(missing_ok=True)
     if not any(run_dir.iterdir()):
         run_dir.rmdir()

@@ -157,9 +157,12 @@ class DCCMTripletMI(Objective[DCCMTripletMIParams]):
         s_emb, d_emb = s_emb.unflatten(0, (v, b)), d_emb.unflatten(0, (v, b))
         anchors = torch.arange(b, device=deep.device).expand(v, b)
         partners = torch.cat([anchors, pairs.nearest, pairs.negative], 1)  # [V, 3B]
-        rows = torch.arange(v, device=deep.device)[:, None]
+        rows = torch.arange(v, device=deep.device)[:, None] * b  # offsets of each view's samples
+        # index_select, not s_emb[rows, partners]: its backward adds the repeated samples in a
+        # fixed order (mihead/repeatable.py)
         scores = self.discriminator.score(
-            s_emb[rows, partners].flatten(0, 1), d_emb[rows, anchors.repeat(1, 3)].flatten(0, 1)
+            s_emb.flatten(0, 1).index_select(0, (rows + partners).flatten()),
+            d_emb.flatten(0, 1).index_select(0, (rows + anchors.repeat(1, 3)).flatten()),
         )
         scores = scores.float().unflatten(0, (v, 3 * b)).flatten(2)  # [V, 3B, H*W]
         joint = (-F.softplus(-scores[:, : 2 * b])).mean(-1)

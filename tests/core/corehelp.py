@@ -111,3 +111,17 @@ def with_private_mounts(shell: str, script: str, cwd: Path) -> subprocess.Comple
         text=True,
         timeout=300,
     )
+
+def diverged_copy(run_dir: Path, to: Path) -> Path:
+    """A copy of ``run_dir`` whose checkpoint's first model tensor is NaN (as a diverged step
+    left checkpoints before they were checked): every image's probabilities are NaN."""
+    import shutil
+
+    import torch
+
+    shutil.copytree(run_dir, to)
+    state = torch.load(to / "checkpoint.pt", weights_only=True)
+    name = next(n for n, t in state["model"].items() if t.is_floating_point())
+    state["model"][name].fill_(float("nan"))
+    torch.save(state, to / "checkpoint.pt")
+    return to

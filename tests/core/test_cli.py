@@ -4,6 +4,7 @@ command writes and gives examples that parse."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import shutil
@@ -254,3 +255,40 @@ def test_each_command_help_says_what_it_writes(command: str, writes: list[str], 
     text = " ".join(_help([command], capsys, monkeypatch).split())
     for word in writes:
         assert word in text, word
+
+
+def test_check_states_the_memory_training_needs_and_warns_past_the_device(run_cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import mihead.memory
+
+    code, out, err = run_cli("check", str(QUICKSTART), *sets())
+    assert code == 0 and "warning" not in err
+    flat = " ".join(out.split())
+    assert "parameters; training needs about " in flat and " of the CPU's available RAM, " in flat
+    monkeypatch.setattr(mihead.memory, "available_bytes", lambda device: 2**20)
+    code, out, err = run_cli("check", str(QUICKSTART), *sets())
+    assert code == 0
+    warning = " ".join(err.split())
+    assert "mihead: warning: training needs about " in warning and "more than the CPU's available RAM (1 MiB): lower train.batch_size, head.clusters" in warning
+
+
+def test_memory_estimate_counts_weights_and_scales_activations_with_the_batch(registry) -> None:  # type: ignore[no-untyped-def]
+    from mihead.build import build_declared
+    from mihead.memory import estimate
+    from mihead.recipe import load_recipe
+
+    recipe = load_recipe(QUICKSTART, registry, [s for s in sets() if s != "--set"])
+    built = build_declared(recipe)
+    assert built is not None
+    spec, _, model = built
+    augmenter = recipe.augment.cls(recipe.augment.params, spec)
+    views, side = augmenter.num_views, augmenter.output.size
+    adam = estimate(model, recipe.train, views, 1, side)
+    assert adam.parameters == sum(p.numel() for p in model.parameters())
+    assert adam.weights == adam.parameters * 4 * 4  # weights, gradients, Adam's two moments
+    plain_sgd = dataclasses.replace(recipe.train, optimizer="sgd", momentum=0.0, batch_size=4 * recipe.train.batch_size)
+    sgd = estimate(model, plain_sgd, views, 1, side)
+    assert sgd.weights == adam.parameters * 4 * 2
+    assert sgd.activations == 4 * adam.activations > 0
+    # at least the first convolution's output for every view of every image is kept (float32)
+    first_width = recipe.backbone.params.widths[0]  # type: ignore[attr-defined]
+    assert adam.activations >= recipe.train.batch_size * views * first_width * side * side * 4

@@ -25,6 +25,7 @@ from corehelp import QUICKSTART, error_line, sets, subprocess_env
 from mihead import hookimpl
 from mihead.contracts import ModelOutputs, Objective, ObjectiveContext, ObjectiveParams, param
 from mihead.engine import Interrupted, NumericalError, Trainer
+from mihead.finite import first_non_finite
 from mihead.mi import joint_table, mutual_information
 from mihead.optim import learning_rate
 from mihead.plugins import load_registry
@@ -320,6 +321,29 @@ class BecomesNonFinite(_Scripted):
         return loss * float(self.params.value) if self.calls >= self.params.at else loss
 
 
+class _InfiniteGradient(torch.autograd.Function):
+    """The identity, whose gradient is infinite: a finite loss whose step ruins the weights."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(grad, math.inf)
+
+
+class DivergesInItsStep(_Scripted):
+    """A finite loss at every step, whose step ``at`` makes the weights NaN (the loss check
+    before the step cannot see it)."""
+
+    name = "diverges_in_its_step"
+
+    def forward(self, outputs: ModelOutputs) -> torch.Tensor:
+        loss = self.mi_loss(outputs)
+        return _InfiniteGradient.apply(loss) if self.calls == self.params.at else loss  # type: ignore[no-any-return]
+
+
 class SendsSigint(_Scripted):
     name = "sends_sigint"
 
@@ -333,7 +357,7 @@ class SendsSigint(_Scripted):
 def _scripted_plugin() -> types.ModuleType:
     """A plugin with objectives that misbehave at a chosen step."""
     module = types.ModuleType("mihead_test_scripted")
-    module.register_objectives = hookimpl(lambda: [BecomesNonFinite, SendsSigint])  # type: ignore[attr-defined]
+    module.register_objectives = hookimpl(lambda: [BecomesNonFinite, DivergesInItsStep, SendsSigint])  # type: ignore[attr-defined]
     return module
 
 
@@ -372,11 +396,12 @@ def test_nonfinite_loss_stops_the_run_and_keeps_the_good_checkpoint(tmp_path: Pa
         trainer.fit()
     message = str(info.value)
     assert f"loss term 'becomes_nonfinite' became non-finite at step {at};" in message
-    assert str(run_dir) in message
     good_epochs = (at - 1) // STEPS_PER_EPOCH
     if good_epochs == 0:
+        assert message.endswith("the run stopped before its first checkpoint, so it left nothing to resume")
         assert not (run_dir / "checkpoint.pt").exists()
         return
+    assert message.endswith(f"its last good checkpoint (step {good_epochs * STEPS_PER_EPOCH}) in {run_dir} was kept")
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == good_epochs and state["step"] == good_epochs * STEPS_PER_EPOCH
     assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
@@ -394,6 +419,118 @@ def test_nonfinite_loss_exit_status_from_the_cli(tmp_path: Path, monkeypatch: py
     )
     assert code == NumericalError.exit_code and code != 0
     assert "'becomes_nonfinite' became non-finite at step 2" in error_line(err)
+    assert "the run stopped before its first checkpoint" in error_line(err)
+    assert not (tmp_path / "r").exists()  # nothing half-made: no checkpoint, no run directory
+
+
+@pytest.mark.parametrize("at", [2, 4])  # the last step of epoch 1, of epoch 2: a checkpoint follows
+def test_a_step_that_ruins_the_weights_never_replaces_the_good_checkpoint(tmp_path: Path, at: int) -> None:
+    run_dir = tmp_path / "run"
+    trainer = trainer_for(run_dir, "diverges_in_its_step", f"objective.0.at={at}")
+    with pytest.raises(NumericalError) as info:
+        trainer.fit()
+    message = str(info.value)
+    assert re.match(rf"model\.\S+ became non-finite by step {at}; ", message), message
+    if at == 2:
+        assert message.endswith("the run stopped before its first checkpoint, so it left nothing to resume")
+        assert not (run_dir / "checkpoint.pt").exists() and not (run_dir / "metrics.jsonl").exists()
+        return
+    assert message.endswith(f"its last good checkpoint (step 2) in {run_dir} was kept")
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 2 and first_non_finite(state) is None
+    assert [line["epoch"] for line in read_lines(run_dir / "metrics.jsonl")] == [1]
+    assert not (run_dir / "checkpoint.prev.pt").exists()  # never rotated out by a bad save
+
+
+def test_a_checkpoint_holding_nan_is_not_resumed(tmp_path: Path) -> None:
+    """One written before checkpoints were checked (the issue's reproduction wrote such)."""
+    trainer = trainer_for(tmp_path / "run", "becomes_nonfinite", "objective.0.at=100")
+    state = trainer.state()
+    name = next(iter(state["model"]))
+    state["model"][name] = torch.full_like(state["model"][name], math.nan)
+    with pytest.raises(NumericalError, match=rf"the checkpoint holds a non-finite value \(model\.{re.escape(name)}\) from a diverged step; it cannot be resumed"):
+        trainer.load_state(state)
+
+
+def test_first_non_finite_names_the_tensor() -> None:
+    finite = {"model": {"w": torch.ones(2)}, "optimizer": {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.zeros(2)}}}, "rng_cpu": torch.zeros(4, dtype=torch.uint8)}
+    assert first_non_finite(finite) is None
+    finite["optimizer"]["state"][0]["exp_avg"] = torch.tensor([0.0, -math.inf])  # type: ignore[index]
+    assert first_non_finite(finite) == "optimizer.state.0.exp_avg"
+    finite["model"]["w"] = torch.tensor([math.nan, 1.0])
+    assert first_non_finite(finite) == "model.w"  # the first in the state's order
+    assert first_non_finite({"lists": [torch.ones(1), (torch.zeros(0), torch.tensor([math.inf]))]}) == "lists.1.1"
+
+
+def test_a_learning_rate_too_large_for_torch_is_refused_and_one_it_takes_stops_non_finite(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    run_dir = tmp_path / "r"
+    code, _, err = run_cli("run", str(QUICKSTART), "--out", str(run_dir), *sets("train.lr=1e38"))
+    assert code == 2 and "[train] lr: 1e+38 is out of range: must be > 0, <= 1e+37" in error_line(err)
+    assert not run_dir.exists()
+    code, _, err = run_cli("run", str(QUICKSTART), "--out", str(run_dir), *sets("train.lr=1e37"))  # torch takes it; it diverges
+    assert code == NumericalError.exit_code
+    assert "became non-finite" in error_line(err) and "before its first checkpoint" in error_line(err)
+    assert not run_dir.exists()
+
+
+def test_non_finite_outputs_at_the_final_evaluation_say_what_was_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finite weights whose outputs overflow: the evaluation stops the run, naming the checkpoint."""
+    import mihead.engine
+
+    def overflowing(*args: object) -> None:
+        raise NumericalError("the model's cluster probabilities are non-finite")
+
+    run_dir = tmp_path / "run"
+    trainer = trainer_for(run_dir, "becomes_nonfinite", "objective.0.at=100")
+    monkeypatch.setattr(mihead.engine, "evaluate_run", overflowing)
+    with pytest.raises(NumericalError, match=rf"non-finite; the run stopped and its last good checkpoint \(step 8\) in {re.escape(str(run_dir))} was kept$"):
+        trainer.fit()
+    assert not (run_dir / "summary.json").exists()
+
+
+def test_an_allocation_failure_in_training_is_one_line_saying_what_to_shrink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli) -> None:  # type: ignore[no-untyped-def]
+    from mihead.memory import OutOfMemory
+
+    run_dir = tmp_path / "run"
+    trainer = trainer_for(run_dir, "becomes_nonfinite", "objective.0.at=100")
+    step = trainer._train_step
+
+    def failing(views: torch.Tensor) -> dict[str, torch.Tensor]:
+        if trainer.step == 2:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 bytes. Error code 12\nmore")
+        return step(views)
+
+    monkeypatch.setattr(trainer, "_train_step", failing)
+    with pytest.raises(OutOfMemory) as info:
+        trainer.fit()
+    assert info.value.exit_code == 2
+    assert str(info.value) == (
+        "training with batches of 100 images ran out of memory (DefaultCPUAllocator: can't allocate memory: you tried to "
+        "allocate 9 bytes. Error code 12); lower train.batch_size, head.clusters, head.overclusters or the backbone's "
+        f"widths; the run stopped and its last good checkpoint (step 2) in {run_dir} was kept"
+    )
+    # from the command line, before the first checkpoint: one line, exit 2, no half-made run directory
+    import mihead.engine
+
+    def out_of_memory(self: Trainer, views: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(mihead.engine.Trainer, "_train_step", out_of_memory)
+    code, _, err = run_cli("run", str(QUICKSTART), "--out", str(tmp_path / "r"), *sets())
+    assert code == 2 and "ran out of memory (CUDA out of memory. Tried to allocate 2.00 GiB); lower train.batch_size" in error_line(err)
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_allocation_failure_while_building_says_what_to_shrink() -> None:
+    from mihead.build import _building
+    from mihead.memory import OutOfMemory
+
+    with pytest.raises(OutOfMemory, match=r"^building \[head\] ran out of memory \(DefaultCPUAllocator: can't allocate memory\); lower the sizes in \[head\]$"):
+        with _building("head"):
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+    with pytest.raises(OutOfMemory, match=r"^building \[data\] ran out of memory \(MemoryError\)"):
+        with _building("data"):
+            raise MemoryError
 
 
 def test_a_weighted_objective_shows_the_weighted_loss_and_weight_0_is_warned(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]

@@ -1,6 +1,7 @@
 """mihead.host_sync: the audit sees every kind of host sync, and no registered backbone, head or
 objective syncs the host in its forward and backward (a GPU step must never wait on the host;
-the audit runs at dispatch level, so CI checks this on the CPU)."""
+the audit runs at dispatch level, so CI checks this on the CPU). mihead.repeatable: none adds
+up in an order that depends on thread timing (a seeded CPU run must repeat under load)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 
 from mihead.host_sync import host_syncs
 from mihead.plugins import Registered, load_registry
+from mihead.repeatable import racy_accumulations
 from mihead.testing import DEFAULT_IMAGE, check_params, context_of, fake_outputs
 
 TRAINED = sorted(
@@ -73,3 +75,17 @@ def test_forward_and_backward_never_sync(entry: Registered) -> None:
     torch.manual_seed(0)
     step = STEPS[entry.kind](entry)
     assert host_syncs(step) == []
+
+
+def test_audit_sees_a_racy_accumulation() -> None:
+    x = torch.rand(4, 3, requires_grad=True)
+    assert racy_accumulations(lambda: x[torch.tensor([0, 0, 1])].sum().backward()) == ["index_put with accumulate=True"]
+    assert racy_accumulations(lambda: x.index_select(0, torch.tensor([0, 0, 1])).sum().backward()) == []
+    assert racy_accumulations(lambda: torch.zeros(3).put_(torch.tensor([0, 0]), torch.ones(2), accumulate=True)) == ["put_ with accumulate=True"]
+
+
+@pytest.mark.parametrize("entry", TRAINED, ids=[f"{e.kind}:{e.name}" for e in TRAINED])
+def test_forward_and_backward_add_in_a_fixed_order(entry: Registered) -> None:
+    torch.manual_seed(0)
+    step = STEPS[entry.kind](entry)
+    assert racy_accumulations(step) == []

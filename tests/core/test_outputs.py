@@ -16,7 +16,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.datasets import load_digits
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from corehelp import error_line
+from corehelp import diverged_copy, error_line
 from mihead.evaluate import Evaluation
 from mihead.metrics import HeadResult, head_result
 from mihead.outputs.gallery import MAX_ROWS, gallery_pages, gallery_rows, thumb_side, write_gallery
@@ -216,3 +216,12 @@ def test_eval_gallery_images_sets_the_images_per_row(digits_run: Path, run_cli, 
         assert png.size == (gallery_pages(work, rows, 3, 8)[0].width, gallery_pages(work, rows, 3, 8)[0].height)
     with pytest.raises(RecipeError, match="gallery_images"):
         load_recipe(recipe, registry, ["eval.gallery_images=51"])
+
+
+def test_eval_of_non_finite_outputs_stops_and_writes_nothing(digits_run: Path, tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    run_dir = diverged_copy(digits_run, tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.suffix in (".csv", ".json", ".png")}
+    code, out, err = run_cli("eval", str(run_dir))
+    assert code == 1 and out == ""
+    assert error_line(err).endswith("the model's cluster probabilities are non-finite for 200 of 200 images (its weights diverged, or its activations overflow on them); nothing was assigned")
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.suffix in (".csv", ".json", ".png")} == before

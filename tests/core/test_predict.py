@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from corehelp import error_line
+from corehelp import diverged_copy, error_line
 
 Rows = list[dict[str, str]]
 
@@ -230,3 +230,13 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one(digits_run: Path, d
     assert f"using the previous checkpoint {run_dir / 'checkpoint.prev.pt'}" in warning
     assert len(parse(out)) == 200
     assert sorted(p.name for p in run_dir.iterdir()) == sorted(p.name for p in digits_run.iterdir())
+
+
+def test_non_finite_outputs_stop_predict_with_no_csv(digits_run: Path, digit_files: Path, tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    run_dir = diverged_copy(digits_run, tmp_path / "run")
+    out_file = tmp_path / "clusters.csv"
+    for args in ([], ["--out", str(out_file)]):
+        code, out, err = run_cli("predict", str(run_dir), str(digit_files), *args)
+        assert code == 1 and out == "" and "nan" not in out
+        assert "cluster probabilities are non-finite for 200 of 200 images" in error_line(err)
+    assert not out_file.exists()

@@ -401,7 +401,7 @@ def test_check_says_when_the_data_decides_the_model(run_cli, tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["head.hidden=2147483647"], "[head] cannot be built from the recipe's values: RuntimeError: "),
+        (["head.hidden=2147483647"], "building [head] ran out of memory ("),
         (["backbone.widths=[4, 4, 4, 4]", "backbone.pool_after=[0, 1, 2, 3]"], "[backbone] pool_after: pooling after layer 3 leaves no pixel of the 8 px views; pool at most 3 times"),
     ],
 )
@@ -412,6 +412,8 @@ def test_check_reports_a_model_that_cannot_be_built_in_one_line(run_cli, tmp_pat
     code, _, err = run_cli("check", str(write(tmp_path, BASE)), *(arg for o in overrides for arg in ("--set", o)))
     assert code == 2
     assert error_line(err).startswith(f"mihead: error: {message}")
+    if "memory" in message:
+        assert error_line(err).endswith("; lower the sizes in [head]")
 
 
 def test_check_refuses_a_head_of_one_cluster_naming_the_key(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
