@@ -35,6 +35,19 @@ def _image_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_downloads(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test reaches the internet or the real user data folder: datasets fetched on first use
+    look in a temporary $XDG_DATA_HOME, and every HTTP(S) request (urllib's, in this process and
+    in subprocesses, which inherit the variables) goes to a closed local port and is refused at
+    once, rather than waiting on a network that may drop packets silently."""
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        os.environ[name] = "http://127.0.0.1:9"
+    for name in ("no_proxy", "NO_PROXY"):
+        os.environ.pop(name, None)
+
+
 @pytest.fixture(scope="session")
 def cifar10_root() -> Path:
     """A folder holding ``cifar-10-batches-py/`` rebuilt from the shared JPEG pack (md5 sums
