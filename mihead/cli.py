@@ -118,10 +118,10 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     if built is None:
         what = f"not built: dataset {recipe.data.entry.name} gives its image size or classes only once loaded"
     else:
-        spec, clusters, model = built
+        shape, augmenter, model = built
         size = sum(p.numel() for p in model.parameters())
-        what = f"built for {spec.size} px x {spec.channels} channel images: {model.num_heads} heads of {clusters} clusters, {size:,} parameters"
-        memory, shortfall = _memory_text(recipe, model, recipe.augment.cls(recipe.augment.params, spec))
+        what = f"built for {shape.image.size} px x {shape.image.channels} channel images: {model.num_heads} heads of {shape.clusters} clusters, {size:,} parameters"
+        memory, shortfall = _memory_text(recipe, model, augmenter)
         what += f"; {memory}"
     Console().print(
         f"{args.recipe}: ok (data {recipe.data.entry.name}, backbone {recipe.backbone.entry.name}, "

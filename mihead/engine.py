@@ -19,7 +19,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from mihead.build import Built, build, prediction_facts
+from mihead.build import Built, build
 from mihead.checkpoint import load_weights, save_checkpoint
 from mihead.contracts import Objective
 from mihead.device import autocast, resolve_device
@@ -31,7 +31,7 @@ from mihead.memory import OutOfMemory, reporting_out_of_memory
 from mihead.optim import learning_rate, make_optimizer
 from mihead.outputs import report, training_facts
 from mihead.recipe import Recipe
-from mihead.run_directory import append_metrics, read_metrics, truncate_metrics
+from mihead.run_directory import append_metrics, read_metrics, shape_record, truncate_metrics
 
 __all__ = ["Interrupted", "NumericalError", "Trainer"]
 
@@ -125,10 +125,10 @@ class Trainer:
 
     def state(self) -> dict[str, Any]:
         """Everything needed to continue exactly (weights, optimiser, counters, RNG states)
-        and to predict new images without the data (:func:`mihead.build.prediction_facts`)."""
+        and to rebuild the model without its data (:func:`mihead.run_directory.shape_record`)."""
         return {
             "model": self.built.model.state_dict(),
-            **prediction_facts(self.built),
+            **shape_record(self.built.shape),
             **self._trainable_state(),
             **self.state_counters(),
             "rng_cpu": torch.get_rng_state(),

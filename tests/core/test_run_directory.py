@@ -130,3 +130,16 @@ def test_gallery_file_names_and_their_page_numbers() -> None:
 
     assert [gallery_file(p) for p in (1, 2, 10)] == ["gallery.png", "gallery-2.png", "gallery-10.png"]
     assert [gallery_page(n) for n in ("gallery.png", "gallery-2.png", "gallery-10.png", "gallery-x.png", "a-gallery-2.png")] == [None, 2, 10, None, None]
+
+
+def test_the_model_shape_is_read_back_from_each_kind_of_checkpoint() -> None:
+    """Recorded whole, recorded apart (checkpoints written before it was whole: no
+    overclusters), or not at all (older still): what is there, for the caller to complete."""
+    from mihead.contracts import ImageSpec
+    from mihead.run_directory import ModelShape, recorded_shape, shape_record
+
+    shape = ModelShape(ImageSpec(channels=1, size=8), clusters=10, overclusters=50, views_on_device=True)
+    assert recorded_shape(shape_record(shape)) == {"image": shape.image, "clusters": 10, "overclusters": 50, "views_on_device": True}
+    apart = {"model": {}, "image_spec": {"channels": 3, "size": 16}, "clusters": 4, "views_on_device": False}
+    assert recorded_shape(apart) == {"image": ImageSpec(channels=3, size=16), "clusters": 4, "views_on_device": False}
+    assert recorded_shape({"model": {}, "step": 3}) == {}
