@@ -46,6 +46,11 @@ class Built:
     shape: ModelShape
 
 
+def _clusters(recipe: Recipe, classes: int, recorded: Mapping[str, Any]) -> int:
+    """K: the checkpoint's record, else ``head.clusters``, else (0) ``classes``."""
+    return int(recorded.get("clusters") or recipe.head.core.clusters or classes)
+
+
 def model_shape(
     recipe: Recipe, augmenter: Augmenter, device: torch.device, *, classes: int, recorded: Mapping[str, Any] | None = None
 ) -> ModelShape | None:
@@ -55,7 +60,7 @@ def model_shape(
     ``augmenter`` is made for, K = ``head.clusters`` or else ``classes``, ``head.overclusters``,
     and whether evaluation views are made on ``device``. None when K is below 2."""
     recorded = recorded or {}
-    clusters = int(recorded.get("clusters") or recipe.head.core.clusters or classes)
+    clusters = _clusters(recipe, classes, recorded)
     if clusters < 2:
         return None
     on_device = recorded.get("views_on_device")
@@ -133,12 +138,12 @@ def build_declared(recipe: Recipe) -> tuple[ModelShape, Augmenter, MultiHeadMode
     raise here as they would in a run. None when the dataset declares either too little."""
     dataset: Dataset = recipe.data.cls(recipe.data.params)
     spec = dataset.image_spec()
-    if spec is None or (recipe.head.core.clusters or dataset.class_count()) < 2:
+    if spec is None or _clusters(recipe, dataset.class_count(), {}) < 2:  # then nothing is built, not even the augmenter
         return None
     cpu = torch.device("cpu")
     augmenter: Augmenter = recipe.augment.cls(recipe.augment.params, spec)
     shape = model_shape(recipe, augmenter, cpu, classes=dataset.class_count())
-    assert shape is not None  # K was checked before building the augmenter
+    assert shape is not None  # its K was checked above
     model, _ = build_model(recipe, augmenter, shape, cpu)
     return shape, augmenter, model
 

@@ -78,8 +78,9 @@ def _image_spec(recorded: dict[str, Any], dataset: Dataset, run_dir: Path) -> Im
 def load_run_model(run_dir: Path, recipe: Recipe, device: torch.device, *, warn: Callable[[str], None] = print) -> RunModel:
     """RUN_DIR's model (with ``recipe``, the run's own) from its latest good checkpoint (the
     previous one when the latest is damaged: ``warn`` says so), on ``device``, without loading
-    its data: of the shape the checkpoint records, what an older one does not resolved as
-    ``check`` resolves it (the dataset's declared image size and classes)."""
+    its data. The model's shape is the one its checkpoint records; what an older checkpoint
+    does not record is resolved as ``check`` resolves it (the recipe's [head] keys, the
+    dataset's declared image size and classes)."""
     state = load_checkpoint(run_dir, warn=warn)
     recorded = recorded_shape(state)
     dataset: Dataset = recipe.data.cls(recipe.data.params)
