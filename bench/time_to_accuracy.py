@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mihead.training_log import CurvePoint, learning_curve, read_log
+from mihead.run_directory import read_metrics
+from mihead.training_log import CurvePoint, learning_curve
 
 
 def _score(value: float | None) -> str:
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--targets", type=float, nargs="*", default=[0.5, 0.6], help="ACC thresholds to time")
     args = parser.parse_args(argv)
-    records = [record for _, record in read_log(args.run_dir)]
+    records = [record for _, record in read_metrics(args.run_dir)]
     curve = learning_curve(records)
     if not curve:
         print(f"{args.run_dir}: no evaluated epoch in metrics.jsonl (set eval.every)", file=sys.stderr)

@@ -49,7 +49,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mihead.build import build_model
+from mihead.build import build_model, model_shape
 from mihead.contracts import ImageSpec, ModelOutputs, Objective
 from mihead.device import autocast
 from mihead.host_sync import host_syncs
@@ -366,9 +366,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         sets.append(f"train.precision={'bf16' if args.bf16 else 'fp32'}")
     recipe = load_recipe(RECIPE, load_registry(strict=False), sets)
     augmenter = recipe.augment.cls(recipe.augment.params, CIFAR)
-    clusters = recipe.head.params.clusters or CIFAR_CLASSES  # type: ignore[attr-defined]
+    shape = model_shape(recipe, augmenter, device, classes=CIFAR_CLASSES)
+    assert shape is not None  # CIFAR's ten classes
+    clusters = shape.clusters
     torch.manual_seed(args.seed)
-    model, objectives = build_model(recipe, augmenter, clusters, device)
+    model, objectives = build_model(recipe, augmenter, shape, device)
     naive_model = copy.deepcopy(model)  # the same initial weights
     naive_objectives = copy.deepcopy(objectives)
     v, s = augmenter.num_views, augmenter.output.size

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 
@@ -16,14 +17,15 @@ from mihead.contracts import (
     Objective,
     ObjectiveContext,
 )
-from mihead.data import ViewSource, make_view_source
+from mihead.data import ViewSource, views_on_device
 from mihead.errors import DataError, RecipeError
 from mihead.memory import reporting_out_of_memory
 from mihead.model import MultiHeadModel
 from mihead.protocol import Protocol, resolve_protocol, union_data
 from mihead.recipe import Recipe
+from mihead.run_directory import ModelShape
 
-__all__ = ["Built", "build", "build_declared", "build_model", "prediction_facts"]
+__all__ = ["Built", "build", "build_declared", "build_model", "model_shape"]
 
 
 @dataclasses.dataclass
@@ -41,18 +43,33 @@ class Built:
     device: torch.device
     fit_data: ImageData
     protocol: Protocol
+    shape: ModelShape
 
 
-def prediction_facts(built: Built) -> dict[str, object]:
-    """What a checkpoint records so that ``mihead predict`` can rebuild the model and prepare
-    new images as the run's evaluation did, without its data: the images' side and channels,
-    the clusters of each main head, and whether the evaluation views were made on the device
-    (batched) or per image (the two paths of an augmenter may differ slightly)."""
-    return {
-        "image_spec": dataclasses.asdict(built.augmenter.image),
-        "clusters": built.model.clusters,
-        "views_on_device": built.source.on_device,
-    }
+def _clusters(recipe: Recipe, classes: int, recorded: Mapping[str, Any]) -> int:
+    """K: the checkpoint's record, else ``head.clusters``, else (0) ``classes``."""
+    return int(recorded.get("clusters") or recipe.head.core.clusters or classes)
+
+
+def model_shape(
+    recipe: Recipe, augmenter: Augmenter, device: torch.device, *, classes: int, recorded: Mapping[str, Any] | None = None
+) -> ModelShape | None:
+    """The model's shape, for ``run`` and ``eval`` (``classes``: the loaded split's), ``check``
+    (the dataset's declared class count) and ``predict`` (what its checkpoint ``recorded``,
+    :func:`mihead.run_directory.recorded_shape`, the rest resolved as the run did): the images
+    ``augmenter`` is made for, K = ``head.clusters`` or else ``classes``, ``head.overclusters``,
+    and whether evaluation views are made on ``device``. None when K is below 2."""
+    recorded = recorded or {}
+    clusters = _clusters(recipe, classes, recorded)
+    if clusters < 2:
+        return None
+    on_device = recorded.get("views_on_device")
+    return ModelShape(
+        image=augmenter.image,
+        clusters=clusters,
+        overclusters=int(recorded.get("overclusters", recipe.head.core.overclusters)),
+        views_on_device=on_device if isinstance(on_device, bool) else views_on_device(augmenter, recipe.augment.core.where, device),
+    )
 
 
 def _load(dataset: Dataset, split: str, limit: int) -> ImageData:
@@ -90,10 +107,17 @@ def build(recipe: Recipe, device: torch.device, rank: int = 0, world_size: int =
 
     h, w, c = train_data.images.shape[1:]
     augmenter: Augmenter = recipe.augment.cls(recipe.augment.params, ImageSpec(channels=c, size=h))
-    source = make_view_source(
+    shape = model_shape(recipe, augmenter, device, classes=len(train_data.classes))
+    if shape is None:
+        named = f"names only the class {train_data.classes[0]!r}" if train_data.classes else "names no classes (unlabelled)"
+        raise DataError(
+            f"dataset {dataset.name!r} split {train_split!r} {named}, so head.clusters cannot default to its "
+            "class count; set head.clusters to the number of clusters wanted (at least 2)"
+        )
+    source = ViewSource(
         train_data.images,
         augmenter,
-        recipe.augment.core.where,
+        on_device=shape.views_on_device,
         original_view=recipe.augment.core.original_view,
         batch_size=recipe.train.batch_size,
         num_workers=recipe.train.num_workers,
@@ -103,30 +127,25 @@ def build(recipe: Recipe, device: torch.device, rank: int = 0, world_size: int =
         world_size=world_size,
     )
 
-    clusters = recipe.head.params.clusters or len(train_data.classes)
-    if clusters < 2:
-        named = f"names only the class {train_data.classes[0]!r}" if train_data.classes else "names no classes (unlabelled)"
-        raise DataError(
-            f"dataset {dataset.name!r} split {train_split!r} {named}, so head.clusters cannot default to its "
-            "class count; set head.clusters to the number of clusters wanted (at least 2)"
-        )
-    model, objectives = build_model(recipe, augmenter, clusters, device)
-    return Built(train_data, eval_data, augmenter, source, model, objectives, device, fit_data, protocol)
+    model, objectives = build_model(recipe, augmenter, shape, device)
+    return Built(train_data, eval_data, augmenter, source, model, objectives, device, fit_data, protocol, shape)
 
 
-def build_declared(recipe: Recipe) -> tuple[ImageSpec, int, MultiHeadModel] | None:
+def build_declared(recipe: Recipe) -> tuple[ModelShape, Augmenter, MultiHeadModel] | None:
     """Without loading data: the recipe's augmenter, model and objectives built on the CPU for
     the images and classes its dataset declares (``Dataset.image_spec``, ``class_count``), so
     that values wrong for that data (a crop larger than the images, a head index out of range)
     raise here as they would in a run. None when the dataset declares either too little."""
     dataset: Dataset = recipe.data.cls(recipe.data.params)
     spec = dataset.image_spec()
-    clusters = recipe.head.params.clusters or dataset.class_count()
-    if spec is None or clusters < 2:
+    if spec is None or _clusters(recipe, dataset.class_count(), {}) < 2:  # then nothing is built, not even the augmenter
         return None
+    cpu = torch.device("cpu")
     augmenter: Augmenter = recipe.augment.cls(recipe.augment.params, spec)
-    model, _ = build_model(recipe, augmenter, clusters, torch.device("cpu"))
-    return spec, clusters, model
+    shape = model_shape(recipe, augmenter, cpu, classes=dataset.class_count())
+    assert shape is not None  # its K was checked above
+    model, _ = build_model(recipe, augmenter, shape, cpu)
+    return shape, augmenter, model
 
 
 @contextmanager
@@ -142,17 +161,18 @@ def _building(what: str) -> Iterator[None]:
 
 
 def build_model(
-    recipe: Recipe, augmenter: Augmenter, clusters: int, device: torch.device
+    recipe: Recipe, augmenter: Augmenter, shape: ModelShape, device: torch.device
 ) -> tuple[MultiHeadModel, list[tuple[str, float, Objective]]]:
-    """The recipe's model (backbone and heads, ``clusters`` per main head) for the views that
-    ``augmenter`` makes, and its objectives as (term name, weight, module), on ``device``.
-    Needs no data: benchmarks build the exact model of a recipe from it."""
+    """The recipe's model (backbone and heads of ``shape``: its K per main head, its
+    overclusters per overclustering head) for the views that ``augmenter`` makes, and its
+    objectives as (term name, weight, module), on ``device``. Needs no data: benchmarks build
+    the exact model of a recipe from it."""
     head_params = recipe.head.params
     with _building("backbone"):
         backbone = recipe.backbone.cls(recipe.backbone.params, augmenter.output)
-    per = head_params.per_attachment
+    per = recipe.head.core.per_attachment
     points = [ch for ch in backbone.attach_channels for _ in range(per)]
-    over = head_params.overclusters
+    clusters, over = shape.clusters, shape.overclusters
     with _building("head"):
         heads = [recipe.head.cls(head_params, ch, clusters) for ch in points]
         over_heads = [recipe.head.cls(head_params, ch, over) for ch in points] if over else []

@@ -18,13 +18,9 @@ import torch
 
 from mihead.errors import CheckpointError, WriteError
 from mihead.files import write_atomically
+from mihead.run_directory import CHECKPOINT_FILE, DAMAGED_CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE
 
-__all__ = ["CHECKPOINT", "DAMAGED", "PREVIOUS", "load_checkpoint", "load_weights", "save_checkpoint"]
-
-CHECKPOINT = "checkpoint.pt"
-PREVIOUS = "checkpoint.prev.pt"
-DAMAGED = "checkpoint.damaged.pt"
-"""Where a resume puts a damaged checkpoint.pt that it could not read (it resumed from the previous one)."""
+__all__ = ["load_checkpoint", "load_weights", "save_checkpoint"]
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -61,7 +57,7 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
     """Write ``state`` as RUN_DIR/checkpoint.pt, keeping the old one as checkpoint.prev.pt.
     A write that fails (a full disk) is a WriteError naming the file; its temporary is removed
     and both checkpoints stay as they were."""
-    path = run_dir / CHECKPOINT
+    path = run_dir / CHECKPOINT_FILE
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
@@ -75,9 +71,9 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         if path.exists():  # the new one is whole on disk: the old one becomes the previous
-            os.replace(path, run_dir / PREVIOUS)
+            os.replace(path, run_dir / PREVIOUS_CHECKPOINT_FILE)
 
-    write_atomically(path, write, temporary=run_dir / (CHECKPOINT + ".tmp"))
+    write_atomically(path, write, temporary=run_dir / (CHECKPOINT_FILE + ".tmp"))
     _fsync_dir(run_dir)
     return path
 
@@ -102,21 +98,21 @@ def load_checkpoint(
     ``set_aside`` (a resume, which goes on to write checkpoints), a damaged latest is renamed
     checkpoint.damaged.pt, so that the next save keeps the good one it resumed from as the
     previous checkpoint instead of the damaged file."""
-    path = run_dir / CHECKPOINT
+    path = run_dir / CHECKPOINT_FILE
     try:
         return _read(path)
     except CheckpointError as latest:
-        previous = run_dir / PREVIOUS
+        previous = run_dir / PREVIOUS_CHECKPOINT_FILE
         if not fallback or not previous.exists():
             raise
         state = _read(previous)
         note = ""
         if set_aside and path.exists():
             try:
-                os.replace(path, run_dir / DAMAGED)
+                os.replace(path, run_dir / DAMAGED_CHECKPOINT_FILE)
             except OSError as exc:
-                raise WriteError(f"cannot rename {CHECKPOINT} to {DAMAGED} in {run_dir}: {exc.strerror or exc}") from None
-            note = f" (the damaged file is kept as {DAMAGED})"
+                raise WriteError(f"cannot rename {CHECKPOINT_FILE} to {DAMAGED_CHECKPOINT_FILE} in {run_dir}: {exc.strerror or exc}") from None
+            note = f" (the damaged file is kept as {DAMAGED_CHECKPOINT_FILE})"
         warn(f"{latest}; using the previous checkpoint {previous}{note}")
         return state
 

@@ -27,7 +27,7 @@ from mihead.help_texts import command_help, main_help  # noqa: E402
 from mihead.model import MultiHeadModel  # noqa: E402
 from mihead.plugins import Registry, load_registry  # noqa: E402
 from mihead.recipe import Recipe, load_recipe  # noqa: E402
-from mihead.run_directory import RECIPE_FILE, check_writable, require_run_directory  # noqa: E402
+from mihead.run_directory import check_writable, load_run_recipe, require_run_directory  # noqa: E402
 
 __all__ = ["main"]
 
@@ -66,7 +66,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         run_dir = require_run_directory(Path(args.resume))
         if args.recipe or args.out:
             raise RecipeError("--resume continues the run directory's own recipe: give no RECIPE or --out")
-        recipe = load_recipe(run_dir / RECIPE_FILE, registry, args.set)
+        recipe = load_run_recipe(run_dir, registry, args.set)
     else:
         if not args.recipe:
             raise RecipeError("give a RECIPE.toml to run, or --resume RUN_DIR")
@@ -118,10 +118,10 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     if built is None:
         what = f"not built: dataset {recipe.data.entry.name} gives its image size or classes only once loaded"
     else:
-        spec, clusters, model = built
+        shape, augmenter, model = built
         size = sum(p.numel() for p in model.parameters())
-        what = f"built for {spec.size} px x {spec.channels} channel images: {model.num_heads} heads of {clusters} clusters, {size:,} parameters"
-        memory, shortfall = _memory_text(recipe, model, recipe.augment.cls(recipe.augment.params, spec))
+        what = f"built for {shape.image.size} px x {shape.image.channels} channel images: {model.num_heads} heads of {shape.clusters} clusters, {size:,} parameters"
+        memory, shortfall = _memory_text(recipe, model, augmenter)
         what += f"; {memory}"
     Console().print(
         f"{args.recipe}: ok (data {recipe.data.entry.name}, backbone {recipe.backbone.entry.name}, "
@@ -172,7 +172,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     hint = "eval writes the run's outputs there: copy the run directory somewhere writable and evaluate the copy"
     check_writable(run_dir, hint=hint)
     overrides = [f"eval.split={json.dumps(args.split)}"] if args.split else []
-    recipe = load_recipe(run_dir / RECIPE_FILE, _registry(console), overrides)
+    recipe = load_run_recipe(run_dir, _registry(console), overrides)
     state = load_checkpoint(run_dir, warn=lambda m: _warn(console, m))
     device = resolve_device(args.device, "--device")
     built = build(recipe, device)
@@ -202,7 +202,7 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
             raise UsageError(f"--out {out}: is a folder; give the CSV file to write, e.g. {out / 'clusters.csv'}")
         check_writable(out.parent, label=f"--out {out}")
     device = resolve_device(args.device, "--device")
-    recipe = load_recipe(run_dir / RECIPE_FILE, _registry(console))
+    recipe = load_run_recipe(run_dir, _registry(console))
     run = load_run_model(run_dir, recipe, device, warn=lambda m: _warn(console, m))
     head = args.head
     if head is None:

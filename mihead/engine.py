@@ -8,7 +8,6 @@ evaluation split, and writes the run directory, and every rank returns rank 0's 
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections.abc import Iterator
@@ -20,20 +19,19 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from mihead.build import Built, build, prediction_facts
+from mihead.build import Built, build
 from mihead.checkpoint import load_weights, save_checkpoint
 from mihead.contracts import Objective
 from mihead.device import autocast, resolve_device
 from mihead.distributed import current
 from mihead.errors import MiheadError
 from mihead.evaluate import Evaluation, evaluate_run
-from mihead.files import append_text, write_text_atomically
 from mihead.finite import NumericalError, first_non_finite
 from mihead.memory import OutOfMemory, reporting_out_of_memory
 from mihead.optim import learning_rate, make_optimizer
 from mihead.outputs import report, training_facts
 from mihead.recipe import Recipe
-from mihead.training_log import LOG_FILE, read_log
+from mihead.run_directory import append_metrics, read_metrics, shape_record, truncate_metrics
 
 __all__ = ["Interrupted", "NumericalError", "Trainer"]
 
@@ -127,10 +125,10 @@ class Trainer:
 
     def state(self) -> dict[str, Any]:
         """Everything needed to continue exactly (weights, optimiser, counters, RNG states)
-        and to predict new images without the data (:func:`mihead.build.prediction_facts`)."""
+        and to rebuild the model without its data (:func:`mihead.run_directory.shape_record`)."""
         return {
             "model": self.built.model.state_dict(),
-            **prediction_facts(self.built),
+            **shape_record(self.built.shape),
             **self._trainable_state(),
             **self.state_counters(),
             "rng_cpu": torch.get_rng_state(),
@@ -167,16 +165,8 @@ class Trainer:
         torch.set_rng_state(state["rng_cpu"])
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
-        if self.cluster.is_main:
-            self._truncate_log()
-
-    def _truncate_log(self) -> None:
-        """Drop metrics.jsonl lines of epochs after the checkpoint (written before a kill)."""
-        log = self.run_dir / LOG_FILE
-        if not log.exists():
-            return
-        kept = [line for line, record in read_log(self.run_dir) if record["epoch"] <= self.epoch]
-        write_text_atomically(log, "".join(line + "\n" for line in kept))
+        if self.cluster.is_main:  # drop the log lines of epochs after the checkpoint (written before a kill)
+            truncate_metrics(self.run_dir, self.epoch)
 
     def checkpoint(self) -> None:
         """Save the state (rank 0); call :meth:`_check_state` first, at the same step."""
@@ -227,7 +217,7 @@ class Trainer:
     def _log(self, record: dict[str, Any]) -> None:
         if not self.cluster.is_main:
             return
-        append_text(self.run_dir / LOG_FILE, json.dumps(record) + "\n")
+        append_metrics(self.run_dir, record)
 
     def fit(self) -> dict[str, Any]:
         """Train until ``total_steps``, then evaluate and write the reports; returns the summary.
@@ -327,7 +317,7 @@ class Trainer:
         """The final evaluation: logged with the last epoch's ``record``, written, printed."""
         evaluation = self._evaluate()
         record["eval"] = evaluation.epoch_metrics()
-        if all(r["epoch"] != self.epoch for _, r in read_log(self.run_dir)):  # resuming a finished run
+        if all(r["epoch"] != self.epoch for _, r in read_metrics(self.run_dir)):  # resuming a finished run
             self._log(record)
         facts = training_facts(self.state_counters(), self.device, self.recipe)
         images = self.built.eval_data.images

@@ -5,9 +5,28 @@ prints them as they are, with RawDescriptionHelpFormatter)."""
 from __future__ import annotations
 
 import argparse
+import textwrap
+from collections.abc import Sequence
 from typing import Any
 
+from mihead.run_directory import CHECKPOINT_FILE, EVALUATION_FILES, HISTORY_FILE, PREVIOUS_CHECKPOINT_FILE, RECIPE_FILE, RUN_FILES
+
 __all__ = ["command_help", "main_help"]
+
+
+
+def _listed(items: Sequence[str]) -> str:
+    """``items`` as prose: "a, b and c"."""
+    return ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else "".join(items)
+
+
+def _paragraph(text: str) -> str:
+    """``text`` filled for an 80-column terminal."""
+    return textwrap.fill(text, width=78, break_on_hyphens=False, break_long_words=False)
+
+
+_RUN_FILES = _listed([f"{name} ({what})" for name, what in RUN_FILES])
+_EVALUATION_FILES = _listed([name for name, _ in EVALUATION_FILES])
 
 _STREAMS = """\
 Results go to stdout; progress, warnings and errors to stderr. A bad recipe,
@@ -28,14 +47,12 @@ examples:
 
 _COMMANDS: dict[str, tuple[str, str]] = {
     "run": (
-        """\
-Train a recipe and write a run directory (--out, a new or empty folder, or
-run.out/NAME-TIME): recipe.toml (the resolved recipe, data.root absolute),
-history.jsonl (each command and its --set), plugins.json, metrics.jsonl (one
-line per epoch), checkpoint.pt (atomic; the previous one kept as
-checkpoint.prev.pt), summary.json, heads.png, confusion.png, training.png,
-assignments.csv and gallery.png. --resume RUN_DIR continues a run; its --set
-overrides are applied to the run's recipe.toml and recorded in history.jsonl.
+        _paragraph(
+            "Train a recipe and write a run directory (--out, a new or empty folder, or run.out/NAME-TIME): "
+            f"{_RUN_FILES}. --resume RUN_DIR continues a run; its --set overrides are applied to the run's "
+            f"{RECIPE_FILE} and recorded in {HISTORY_FILE}."
+        )
+        + """
 
 Progress goes to stderr; the per-head results table and the run directory to
 stdout. Exit status: 0 done, 1 a loss became NaN or infinite, or a file could
@@ -70,13 +87,13 @@ example:
   mihead check recipes/dhog_cifar10.toml --set train.batch_size=64""",
     ),
     "eval": (
-        """\
-Recompute the metrics of a run from its checkpoint.pt (checkpoint.prev.pt,
-with a warning, when it is damaged) and its recipe.toml, on the recipe's
-evaluation split or --split: rewrites the run directory's summary.json,
-heads.png, confusion.png, training.png, assignments.csv and gallery.png (of
-the reported head, or --head N), and prints the per-head results table on
-stdout. A run directory that cannot be written is refused first (exit 2).""",
+        _paragraph(
+            f"Recompute the metrics of a run from its {CHECKPOINT_FILE} ({PREVIOUS_CHECKPOINT_FILE}, with a warning, "
+            f"when it is damaged) and its {RECIPE_FILE}, on the recipe's evaluation split or --split: rewrites the "
+            f"run directory's {_EVALUATION_FILES} (the CSV and the gallery of the reported head, or --head N), and "
+            "prints the per-head results table on stdout. A run directory that cannot be written is refused first "
+            "(exit 2)."
+        ),
         """\
 examples:
   mihead eval runs/dhog_cifar10-20250101-120000 --split train

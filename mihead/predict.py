@@ -13,21 +13,23 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from mihead.build import build_model
+from mihead.build import build_model, model_shape
 from mihead.checkpoint import load_checkpoint, load_weights
 from mihead.contracts import Augmenter, Dataset, ImageSpec
-from mihead.data import eval_view_batches, views_on_device
+from mihead.data import eval_view_batches
 from mihead.errors import CheckpointError, DataError
 from mihead.evaluate import assign_views
 from mihead.images import MAX_PIXELS, decode_images, find_images
 from mihead.model import MultiHeadModel
 from mihead.recipe import Recipe
+from mihead.run_directory import recorded_shape
 
 __all__ = ["LONG_INPUT", "Predictions", "RunModel", "load_run_model", "predict"]
 
@@ -58,12 +60,12 @@ class Predictions:
     skipped: list[tuple[Path, str]]
 
 
-def _image_spec(state: dict[str, object], dataset: Dataset, run_dir: Path) -> ImageSpec:
+def _image_spec(recorded: dict[str, Any], dataset: Dataset, run_dir: Path) -> ImageSpec:
     """The run's image side and channels: the checkpoint's record, else (a checkpoint written
     before it was recorded) what the dataset declares."""
-    recorded = state.get("image_spec")
-    if isinstance(recorded, dict):
-        return ImageSpec(channels=int(recorded["channels"]), size=int(recorded["size"]))
+    image = recorded.get("image")
+    if isinstance(image, ImageSpec):
+        return image
     declared = dataset.image_spec()
     if declared is None:
         raise CheckpointError(
@@ -73,30 +75,22 @@ def _image_spec(state: dict[str, object], dataset: Dataset, run_dir: Path) -> Im
     return declared
 
 
-def _clusters(state: dict[str, object], recipe: Recipe, dataset: Dataset, run_dir: Path) -> int:
-    recorded = state.get("clusters")
-    if isinstance(recorded, int):
-        return recorded
-    clusters = int(recipe.head.params.clusters or dataset.class_count())
-    if clusters < 2:
-        raise CheckpointError(f"{run_dir}: the checkpoint does not record its heads' clusters and the recipe does not say them")
-    return clusters
-
-
 def load_run_model(run_dir: Path, recipe: Recipe, device: torch.device, *, warn: Callable[[str], None] = print) -> RunModel:
     """RUN_DIR's model (with ``recipe``, the run's own) from its latest good checkpoint (the
     previous one when the latest is damaged: ``warn`` says so), on ``device``, without loading
-    its data."""
+    its data. The model's shape is the one its checkpoint records; what an older checkpoint
+    does not record is resolved as ``check`` resolves it (the recipe's [head] keys, the
+    dataset's declared image size and classes)."""
     state = load_checkpoint(run_dir, warn=warn)
+    recorded = recorded_shape(state)
     dataset: Dataset = recipe.data.cls(recipe.data.params)
-    spec = _image_spec(state, dataset, run_dir)
-    augmenter: Augmenter = recipe.augment.cls(recipe.augment.params, spec)
-    model, _ = build_model(recipe, augmenter, _clusters(state, recipe, dataset, run_dir), device)
+    augmenter: Augmenter = recipe.augment.cls(recipe.augment.params, _image_spec(recorded, dataset, run_dir))
+    shape = model_shape(recipe, augmenter, device, classes=dataset.class_count(), recorded=recorded)
+    if shape is None:
+        raise CheckpointError(f"{run_dir}: the checkpoint does not record its heads' clusters and the recipe does not say them")
+    model, _ = build_model(recipe, augmenter, shape, device)
     load_weights(model, state["model"], run_dir, "model")
-    recorded = state.get("views_on_device")
-    where = recipe.augment.core.where
-    on_device = recorded if isinstance(recorded, bool) else views_on_device(augmenter, where, device)
-    return RunModel(recipe, model, augmenter, spec, device, on_device)
+    return RunModel(recipe, model, augmenter, shape.image, device, shape.views_on_device)
 
 
 def _with_progress(batches: Iterator[torch.Tensor], total: int, console: Console | None) -> Iterator[torch.Tensor]:

@@ -138,6 +138,20 @@ class AugmentCore(Params):
 
 
 @dataclasses.dataclass(frozen=True)
+class HeadCore(Params):
+    """The ``[head]`` keys the core reads, whatever the head plugin: how many heads and
+    clusters the model has (:func:`mihead.build.model_shape` resolves them)."""
+
+    clusters: int = param(
+        0, "clusters K of each main head: a head needs at least 2; 0 = the dataset's classes", ge=2, also=(0,)
+    )
+    overclusters: int = param(
+        0, "clusters of an extra overclustering head beside each main head: at least 2; 0 = none", ge=2, also=(0,)
+    )
+    per_attachment: int = param(1, "heads on each attachment point of the backbone", ge=1)
+
+
+@dataclasses.dataclass(frozen=True)
 class NoCore(Params):
     """A plugin section with no core keys besides ``name``."""
 
@@ -180,7 +194,7 @@ class Recipe:
     data: PluginSection[DatasetParams, DataCore]
     augment: PluginSection[AugmenterParams, AugmentCore]
     backbone: PluginSection[Params, NoCore]
-    head: PluginSection[HeadParams, NoCore]
+    head: PluginSection[HeadParams, HeadCore]
     objectives: tuple[PluginSection[ObjectiveParams, NoCore], ...]
 
     def to_dict(self) -> dict[str, Any]:
@@ -311,7 +325,7 @@ def parse_recipe(data: dict[str, Any], registry: Registry, path: str) -> Recipe:
     dataset = _plugin_section(registry, "dataset", data["data"], Where(path, "data"), DatasetParams, DataCore)
     augment = _plugin_section(registry, "augmenter", data["augment"], Where(path, "augment"), AugmenterParams, AugmentCore)
     backbone = _plugin_section(registry, "backbone", data["backbone"], Where(path, "backbone"), Params, NoCore)
-    head = _plugin_section(registry, "head", data["head"], Where(path, "head"), HeadParams, NoCore)
+    head = _plugin_section(registry, "head", data["head"], Where(path, "head"), HeadParams, HeadCore)
     tables = data["objective"]
     if isinstance(tables, dict):
         tables = [tables]

@@ -1,14 +1,10 @@
-"""Run directories as the commands see them: what makes a folder one, where a new run may be
-made, whether a command may write in one, and the record of the recipe its run trains with.
+"""Run directories: the files that make one (the one place their names are defined), where a
+new run may be made, whether a command may write in one, the record of the recipe its run
+trains with, the metrics log, and what a checkpoint records of the model's shape.
 
-A run directory is a folder holding ``recipe.toml``. Besides what training and evaluation
-write there (metrics.jsonl, the checkpoints, summary.json, the plots, ...), it holds:
-
-    recipe.toml     the resolved recipe the run trains with now: every default filled in,
-                    a relative data.root made absolute, the --set of every resume applied
-    plugins.json    name, package and version of each plugin used
-    history.jsonl   one line per command that started or continued the run: when, at which
-                    step, from which recipe file, with which --set overrides
+A run directory is a folder holding ``recipe.toml``. :data:`RUN_FILES` lists every file of
+the contract with what it holds; the help texts are made from it, and a test holds README.md
+and docs/clusters.md to it.
 
 A new run is made only in a new or empty folder, so that nothing of the user's is
 overwritten; only ``--resume`` writes into an existing run directory.
@@ -16,34 +12,107 @@ overwritten; only ``--resume`` writes into an existing run directory.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
+import re
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from mihead.checkpoint import CHECKPOINT, PREVIOUS
+from mihead.contracts import ImageSpec
 from mihead.errors import RecipeError, UsageError
 from mihead.files import append_text, write_text_atomically
-from mihead.recipe import Recipe
-from mihead.training_log import LOG_FILE
+from mihead.plugins import Registry
+from mihead.recipe import Recipe, load_recipe
 
 __all__ = [
+    "ASSIGNMENTS_FILE",
+    "CHECKPOINT_FILE",
+    "CONFUSION_PLOT",
+    "DAMAGED_CHECKPOINT_FILE",
+    "EVALUATION_FILES",
+    "GALLERY_FILE",
+    "HEADS_NMI_PLOT",
+    "HEADS_PLOT",
     "HISTORY_FILE",
+    "METRICS_FILE",
     "PLUGINS_FILE",
+    "PREVIOUS_CHECKPOINT_FILE",
     "RECIPE_FILE",
+    "RUN_FILES",
+    "SUMMARY_FILE",
+    "TRAINING_PLOT",
+    "ModelShape",
+    "append_metrics",
     "check_writable",
     "continue_hint",
     "discard_unstarted",
+    "gallery_file",
+    "gallery_page",
+    "read_metrics",
+    "load_run_recipe",
     "record_resume",
+    "recorded_shape",
     "require_run_directory",
+    "shape_record",
     "start_run",
+    "truncate_metrics",
 ]
 
 RECIPE_FILE = "recipe.toml"
 PLUGINS_FILE = "plugins.json"
 HISTORY_FILE = "history.jsonl"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_FILE = "checkpoint.pt"
+PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"
+DAMAGED_CHECKPOINT_FILE = "checkpoint.damaged.pt"
+"""Where a resume puts a damaged checkpoint.pt that it could not read (it resumed from the previous one)."""
+SUMMARY_FILE = "summary.json"
+HEADS_PLOT = "heads.png"
+HEADS_NMI_PLOT = "heads_nmi.png"
+CONFUSION_PLOT = "confusion.png"
+TRAINING_PLOT = "training.png"
+ASSIGNMENTS_FILE = "assignments.csv"
+GALLERY_FILE = "gallery.png"
+_GALLERY_PAGE = re.compile(r"gallery-(\d+)\.png")
+
+
+def gallery_file(page: int) -> str:
+    """The name of page ``page`` (from 1) of the gallery: gallery.png, gallery-2.png, ..."""
+    return GALLERY_FILE if page == 1 else f"gallery-{page}.png"
+
+
+def gallery_page(name: str) -> int | None:
+    """The page number of a gallery file named ``name`` past the first (gallery-N.png), else None."""
+    match = _GALLERY_PAGE.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+EVALUATION_FILES: tuple[tuple[str, str], ...] = (
+    (SUMMARY_FILE, "every head's scores and the training facts"),
+    (HEADS_PLOT, "per-head scores"),
+    (HEADS_NMI_PLOT, "the NMI between every two heads"),
+    (CONFUSION_PLOT, "the reported head's, with labels"),
+    (TRAINING_PLOT, "loss terms and scores against time"),
+    (ASSIGNMENTS_FILE, "each image's cluster in every head"),
+    (GALLERY_FILE, f"the shown head's clusters; {gallery_file(2)}, ... past one file"),
+)
+"""What an evaluation writes (``mihead run`` at its end, ``mihead eval``), with what each holds."""
+
+RUN_FILES: tuple[tuple[str, str], ...] = (
+    (RECIPE_FILE, "the resolved recipe, data.root absolute"),
+    (HISTORY_FILE, "each command and its --set"),
+    (PLUGINS_FILE, "each plugin's package and version"),
+    (METRICS_FILE, "one line per epoch"),
+    (CHECKPOINT_FILE, "written atomically"),
+    (PREVIOUS_CHECKPOINT_FILE, "the one before"),
+    (DAMAGED_CHECKPOINT_FILE, "a damaged checkpoint.pt a resume set aside"),
+    *EVALUATION_FILES,
+)
+"""Every file of a run directory, with what it holds, in the order the help texts list them."""
 
 
 def require_run_directory(folder: Path) -> Path:
@@ -53,8 +122,13 @@ def require_run_directory(folder: Path) -> Path:
     return folder
 
 
+def load_run_recipe(run_dir: Path, registry: Registry, overrides: Sequence[str] = ()) -> Recipe:
+    """The recipe the run of ``run_dir`` (a run directory) trains with, ``overrides`` applied."""
+    return load_recipe(require_run_directory(run_dir) / RECIPE_FILE, registry, overrides)
+
+
 def _holds_checkpoint(run_dir: Path) -> bool:
-    return any((run_dir / name).exists() for name in (CHECKPOINT, PREVIOUS))
+    return any((run_dir / name).exists() for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE))
 
 
 def check_writable(folder: Path, *, label: str = "", hint: str = "") -> None:
@@ -152,7 +226,7 @@ def discard_unstarted(run_dir: Path) -> None:
     """Remove what :func:`start_run` wrote when the run could not even start (e.g. its data
     is missing) or stopped before its first checkpoint (its loss diverged), so that no
     half-made run directory is left behind."""
-    for name in (RECIPE_FILE, PLUGINS_FILE, HISTORY_FILE, LOG_FILE):
+    for name in (RECIPE_FILE, PLUGINS_FILE, HISTORY_FILE, METRICS_FILE):
         (run_dir / name).unlink(missing_ok=True)
     if not any(run_dir.iterdir()):
         run_dir.rmdir()
@@ -164,3 +238,73 @@ def record_resume(run_dir: Path, recipe: Recipe, overrides: Sequence[str], step:
     the overrides and the step from which they apply."""
     _write_recipe(run_dir, recipe)
     append_text(run_dir / HISTORY_FILE, _history_line("resume", step, str(run_dir / RECIPE_FILE), overrides))
+
+
+def read_metrics(run_dir: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The lines of ``run_dir``'s metrics.jsonl and their records, less a line cut short (by a
+    kill: :func:`truncate_metrics` drops it on resume)."""
+    log = run_dir / METRICS_FILE
+    if not log.exists():
+        return []
+    records = []
+    for line in log.read_text().splitlines():
+        try:
+            records.append((line, json.loads(line)))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def append_metrics(run_dir: Path, record: Mapping[str, Any]) -> None:
+    """One epoch's ``record`` as a line of metrics.jsonl (see :mod:`mihead.training_log`)."""
+    append_text(run_dir / METRICS_FILE, json.dumps(record) + "\n")
+
+
+def truncate_metrics(run_dir: Path, epoch: int) -> None:
+    """Drop metrics.jsonl lines of epochs after ``epoch`` (the checkpoint's: written before a
+    kill) and lines cut short."""
+    log = run_dir / METRICS_FILE
+    if not log.exists():
+        return
+    kept = [line for line, record in read_metrics(run_dir) if record["epoch"] <= epoch]
+    write_text_atomically(log, "".join(line + "\n" for line in kept))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelShape:
+    """The model's shape, resolved once (:func:`mihead.build.model_shape`): the images it sees
+    (``image``: side and channels, what the augmenter is made for), ``clusters`` K of each main
+    head, ``overclusters`` of each overclustering head (0 = none), and whether evaluation views
+    are made on the device (batched) or per image (the two paths of an augmenter may differ
+    slightly, so ``mihead predict`` makes them as the run did)."""
+
+    image: ImageSpec
+    clusters: int
+    overclusters: int
+    views_on_device: bool
+
+
+_SHAPE_KEY = "model_shape"
+
+
+def shape_record(shape: ModelShape) -> dict[str, Any]:
+    """What a checkpoint records of the model's shape, so that ``eval`` and ``predict`` rebuild
+    the model (and prepare new images) as the run did."""
+    return {_SHAPE_KEY: dataclasses.asdict(shape)}
+
+
+def recorded_shape(state: Mapping[str, Any]) -> dict[str, Any]:
+    """What checkpoint ``state`` records of the model's shape, as :class:`ModelShape`'s fields
+    (``image`` an ImageSpec): all of them, or, in a checkpoint written before the shape was
+    recorded whole, those it recorded apart (``image_spec``, ``clusters``,
+    ``views_on_device``), or none; the caller resolves the rest as the run would."""
+    whole = state.get(_SHAPE_KEY)
+    fields = dict(whole) if isinstance(whole, dict) else {
+        k: state[v] for k, v in (("image", "image_spec"), ("clusters", "clusters"), ("views_on_device", "views_on_device")) if v in state
+    }
+    image = fields.get("image")
+    if isinstance(image, dict):
+        fields["image"] = ImageSpec(channels=int(image["channels"]), size=int(image["size"]))
+    else:
+        fields.pop("image", None)
+    return fields

@@ -1,36 +1,18 @@
-"""metrics.jsonl read back: its records, and the learning curve (scores against training time)
-that the evaluated epochs trace.
+"""The records of metrics.jsonl (:func:`mihead.run_directory.read_metrics`) read as the learning
+curve (scores against training time) that the evaluated epochs trace.
 
 The engine appends one JSON object per epoch (``epoch``, ``step``, ``lr``, ``losses``,
 ``images_per_second``, ``seconds``: training seconds so far, summed over resumed commands, not
 counting evaluation) and ``eval`` on evaluated epochs (the selected head and every head's
-scores). A line cut short by a kill is skipped: the engine truncates it on resume.
+scores). A line cut short by a kill is skipped, and truncated on resume.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 from typing import Any
 
-__all__ = ["LOG_FILE", "CurvePoint", "head_curves", "learning_curve", "read_log"]
-
-LOG_FILE = "metrics.jsonl"
-
-
-def read_log(run_dir: Path) -> list[tuple[str, dict[str, Any]]]:
-    """The lines of ``run_dir``'s metrics.jsonl and their records, less a line cut short."""
-    log = run_dir / LOG_FILE
-    if not log.exists():
-        return []
-    records = []
-    for line in log.read_text().splitlines():
-        try:
-            records.append((line, json.loads(line)))
-        except json.JSONDecodeError:
-            continue
-    return records
+__all__ = ["CurvePoint", "head_curves", "learning_curve"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from typing_extensions import TypeVar
 
-from mihead.contracts.params import Params, param
+from mihead.contracts.params import Params
 from mihead.contracts.plugin import Plugin
 
 __all__ = ["Head", "HeadParams"]
@@ -18,15 +18,10 @@ __all__ = ["Head", "HeadParams"]
 
 @dataclasses.dataclass(frozen=True)
 class HeadParams(Params):
-    """Keys every head section understands: how many heads and clusters the model has."""
-
-    clusters: int = param(
-        0, "clusters K of each main head: a head needs at least 2; 0 = the dataset's classes", ge=2, also=(0,)
-    )
-    overclusters: int = param(
-        0, "clusters of an extra overclustering head beside each main head: at least 2; 0 = none", ge=2, also=(0,)
-    )
-    per_attachment: int = param(1, "heads on each attachment point of the backbone", ge=1)
+    """The base of a head's own keys. How many heads and clusters the model has
+    (``head.clusters``, ``overclusters``, ``per_attachment``) are core keys of the ``[head]``
+    section (:class:`mihead.recipe.HeadCore`), resolved by the core into the model's shape: a
+    head gets its K as the ``clusters`` argument alone."""
 
 
 ParamsT = TypeVar("ParamsT", bound=HeadParams, covariant=True, default=HeadParams)

@@ -26,7 +26,7 @@ from mihead.outputs.gallery import write_gallery
 from mihead.outputs.plots import plot_confusion, plot_heads, plot_heads_nmi, plot_training
 from mihead.outputs.summary import training_facts, write_summary
 from mihead.outputs.table import print_results
-from mihead.training_log import read_log
+from mihead.run_directory import CONFUSION_PLOT, HEADS_NMI_PLOT, HEADS_PLOT, TRAINING_PLOT, read_metrics
 
 __all__ = ["check_head_index", "report", "training_facts", "write_outputs"]
 
@@ -46,13 +46,13 @@ def write_outputs(
     show ``head`` (default: the reported one). Returns the summary."""
     shown = evaluation.selected if head is None else check_head_index(head, evaluation.num_heads)
     summary = write_summary(run_dir, evaluation, facts)
-    plot_heads(evaluation, run_dir / "heads.png")
-    plot_heads_nmi(evaluation, run_dir / "heads_nmi.png")
+    plot_heads(evaluation, run_dir / HEADS_PLOT)
+    plot_heads_nmi(evaluation, run_dir / HEADS_NMI_PLOT)
     if evaluation.labels is not None:
-        plot_confusion(evaluation, run_dir / "confusion.png")
-    records = [record for _, record in read_log(run_dir)]
+        plot_confusion(evaluation, run_dir / CONFUSION_PLOT)
+    records = [record for _, record in read_metrics(run_dir)]
     if records:
-        plot_training(records, run_dir / "training.png")
+        plot_training(records, run_dir / TRAINING_PLOT)
     write_assignments(run_dir, evaluation, shown)
     write_gallery(run_dir, evaluation, images, shown, gallery_images)
     return summary

@@ -19,10 +19,9 @@ import numpy as np
 
 from mihead.evaluate import Evaluation
 from mihead.files import write_atomically
+from mihead.run_directory import ASSIGNMENTS_FILE
 
-__all__ = ["ASSIGNMENTS", "assignment_columns", "head_columns", "write_assignments", "write_csv", "write_csv_file"]
-
-ASSIGNMENTS = "assignments.csv"
+__all__ = ["assignment_columns", "head_columns", "write_assignments", "write_csv", "write_csv_file"]
 
 Columns = dict[str, list[str]]
 
@@ -74,4 +73,4 @@ def write_csv_file(path: Path, columns: Columns) -> Path:
 
 def write_assignments(run_dir: Path, evaluation: Evaluation, head: int) -> Path:
     """RUN_DIR/assignments.csv of ``evaluation`` shown by head ``head``."""
-    return write_csv_file(run_dir / ASSIGNMENTS, assignment_columns(evaluation, head))
+    return write_csv_file(run_dir / ASSIGNMENTS_FILE, assignment_columns(evaluation, head))

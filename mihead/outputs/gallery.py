@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from functools import cache
 from pathlib import Path
 
@@ -23,10 +22,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from mihead.evaluate import Evaluation
 from mihead.files import write_atomically
+from mihead.run_directory import gallery_file, gallery_page
 
-__all__ = ["GALLERY", "GalleryPage", "GalleryRow", "gallery_pages", "gallery_rows", "thumb_side", "write_gallery"]
+__all__ = ["GalleryPage", "GalleryRow", "gallery_pages", "gallery_rows", "thumb_side", "write_gallery"]
 
-GALLERY = "gallery.png"
 THUMB = 64  # smaller images are enlarged to a whole multiple of their side of at least this
 MAX_THUMB = 96  # larger images are shrunk to this side
 MAX_ROWS = 25  # clusters per file
@@ -115,7 +114,7 @@ def _rows_per_page(per_row: int, thumb: int) -> int:
 
 
 def _page_path(run_dir: Path, page: int) -> Path:
-    return run_dir / (GALLERY if page == 1 else f"gallery-{page}.png")
+    return run_dir / gallery_file(page)
 
 
 def gallery_pages(run_dir: Path, rows: list[GalleryRow], per_row: int, image_side: int) -> list[GalleryPage]:
@@ -216,8 +215,8 @@ def write_gallery(run_dir: Path, evaluation: Evaluation, images: np.ndarray, hea
         canvas = _draw(page, images, per_row, header)
         _save(canvas, page.path)
         done += len(page.rows)
-    for stale in run_dir.glob("gallery-*.png"):
-        number = re.fullmatch(r"gallery-(\d+)\.png", stale.name)
-        if number and int(number.group(1)) > len(pages):
+    for stale in run_dir.iterdir():
+        number = gallery_page(stale.name)
+        if number is not None and number > len(pages):
             stale.unlink()
     return pages

@@ -12,10 +12,9 @@ import torch
 from mihead.evaluate import Evaluation
 from mihead.files import write_text_atomically
 from mihead.recipe import Recipe
+from mihead.run_directory import SUMMARY_FILE
 
-__all__ = ["SUMMARY", "read_summary", "training_facts", "write_summary"]
-
-SUMMARY = "summary.json"
+__all__ = ["read_summary", "training_facts", "write_summary"]
 
 
 def _data_facts(recipe: Recipe) -> dict[str, str]:
@@ -46,14 +45,14 @@ def training_facts(state: dict[str, Any], device: torch.device, recipe: Recipe) 
 def write_summary(run_dir: Path, evaluation: Evaluation, facts: dict[str, Any]) -> dict[str, Any]:
     """RUN_DIR/summary.json: ``evaluation``'s scores and ``facts``; returns what it wrote."""
     summary = {**evaluation.summary(), **facts}
-    write_text_atomically(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    write_text_atomically(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     return summary
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     """RUN_DIR/summary.json, or None when the run has not finished (or it is unreadable)."""
     try:
-        summary = json.loads((run_dir / SUMMARY).read_text())
+        summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         return None
     return summary if isinstance(summary, dict) else None

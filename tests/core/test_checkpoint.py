@@ -17,8 +17,11 @@ import torch
 
 from corehelp import QUICKSTART, error_line, sets, with_private_mounts
 from mihead import checkpoint
-from mihead.checkpoint import CHECKPOINT, DAMAGED, PREVIOUS, load_checkpoint, save_checkpoint
+from mihead.checkpoint import load_checkpoint, save_checkpoint
 from mihead.errors import CheckpointError, WriteError
+from mihead.run_directory import CHECKPOINT_FILE as CHECKPOINT
+from mihead.run_directory import DAMAGED_CHECKPOINT_FILE as DAMAGED
+from mihead.run_directory import PREVIOUS_CHECKPOINT_FILE as PREVIOUS
 
 
 def state(step: int) -> dict[str, object]:

@@ -279,8 +279,7 @@ def test_memory_estimate_counts_weights_and_scales_activations_with_the_batch(re
     recipe = load_recipe(QUICKSTART, registry, [s for s in sets() if s != "--set"])
     built = build_declared(recipe)
     assert built is not None
-    spec, _, model = built
-    augmenter = recipe.augment.cls(recipe.augment.params, spec)
+    _, augmenter, model = built
     views, side = augmenter.num_views, augmenter.output.size
     adam = estimate(model, recipe.train, views, 1, side)
     assert adam.parameters == sum(p.numel() for p in model.parameters())

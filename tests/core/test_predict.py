@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -142,9 +143,10 @@ def test_a_run_from_a_cuda_machine_or_an_older_checkpoint(digits_run: Path, digi
     assert 'device = "cpu"' in recipe
     (run_dir / "recipe.toml").write_text(recipe.replace('device = "cpu"', 'device = "cuda"'))
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
-    assert state["image_spec"] == {"channels": 1, "size": 8} and state["clusters"] == 10
-    assert state["views_on_device"] is True  # small_affine batches its views, on the CPU here
-    del state["image_spec"], state["clusters"], state["views_on_device"]
+    shape = state["model_shape"]
+    assert shape["image"] == {"channels": 1, "size": 8} and shape["clusters"] == 10
+    assert shape["views_on_device"] is True  # small_affine batches its views, on the CPU here
+    del state["model_shape"]
     torch.save(state, run_dir / "checkpoint.pt")
     head = json.loads((run_dir / "summary.json").read_text())["selected_head"]
     for device in ("cpu", "auto"):
@@ -159,6 +161,24 @@ def test_a_run_from_a_cuda_machine_or_an_older_checkpoint(digits_run: Path, digi
             paths = [str(digit_files)] if command == "predict" else []
             code, _, err = run_cli(command, str(run_dir), *paths, "--device", "cuda")
             assert code == 2 and "--device: 'cuda' was asked for but no CUDA device is available" in error_line(err)
+
+
+def test_a_checkpoint_recording_the_shape_apart_still_predicts(digits_run: Path, digit_files: Path, tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """A checkpoint written before the shape was recorded whole (image_spec, clusters and
+    views_on_device as keys of their own) predicts as the run assigned, from those keys: its
+    recipe no longer says K, nor does the dataset's class count give the run's."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(digits_run, run_dir)
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    shape = state.pop("model_shape")
+    state.update(image_spec=shape["image"], clusters=shape["clusters"], views_on_device=shape["views_on_device"])
+    torch.save(state, run_dir / "checkpoint.pt")
+    recipe = (run_dir / "recipe.toml").read_text()
+    assert re.search(r"^clusters = 0$", recipe, re.MULTILINE)  # the dataset's ten classes
+    (run_dir / "recipe.toml").write_text(re.sub(r"^clusters = 0$", "clusters = 7", recipe, flags=re.MULTILINE))
+    code, out, err = run_cli("predict", str(run_dir), str(digit_files))
+    assert code == 0, err
+    check_reproduces(parse(out), digits_run, json.loads((run_dir / "summary.json").read_text())["selected_head"])
 
 
 def test_an_unfinished_run_needs_a_head(digits_run: Path, digit_files: Path, tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
@@ -208,7 +228,7 @@ def test_predict_on_an_image_folder_run_gives_its_assignments_by_path(tmp_path: 
     run = read_csv(run_dir / "assignments.csv")
     assert sorted(r["id"] for r in run) == sorted(str(p.relative_to(root)) for p in root.rglob("*.png"))
     assert {r["label"] for r in run} == {"bright", "dark"}
-    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["image_spec"] == {"channels": 3, "size": 16}  # mixed: colour
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["model_shape"]["image"] == {"channels": 3, "size": 16}  # mixed: colour
     code, out, err = run_cli("predict", str(run_dir), str(root))
     assert code == 0, err
     predicted = {str(Path(r["path"]).relative_to(root)): r for r in parse(out)}

@@ -63,7 +63,7 @@ def test_quickstart_loads_and_resolves_defaults(registry: Registry) -> None:
     assert recipe.path == str(QUICKSTART)
     assert recipe.data.entry.name == "digits" and recipe.data.entry.package == "mihead"
     assert recipe.augment.params.views == 4
-    assert recipe.head.params.per_attachment == 5 and recipe.head.params.overclusters == 50
+    assert recipe.head.core.per_attachment == 5 and recipe.head.core.overclusters == 50
     assert recipe.train.batch_size == 400 and recipe.train.lr == 2e-3
     # defaults filled in
     assert recipe.train.optimizer == "adam" and recipe.train.schedule == "cosine"

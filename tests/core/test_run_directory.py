@@ -95,3 +95,51 @@ def test_every_file_follows_the_umask(tmp_path: Path, run_cli) -> None:  # type:
     assert any(p.suffix == ".npz" for p in files)
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: oct(0o640) for p in files}
     assert [oct(stat.S_IMODE(d.stat().st_mode)) for d in (run_dir, cache)] == [oct(0o750)] * 2
+
+
+def test_readme_and_help_texts_name_every_file_of_the_run_directory() -> None:
+    """The file list lives in mihead.run_directory; README.md, `mihead run --help` and
+    docs/clusters.md (for the files it describes) must not drift from it."""
+    from mihead.help_texts import command_help
+    from mihead.run_directory import (
+        ASSIGNMENTS_FILE,
+        CHECKPOINT_FILE,
+        EVALUATION_FILES,
+        GALLERY_FILE,
+        PREVIOUS_CHECKPOINT_FILE,
+        RUN_FILES,
+        SUMMARY_FILE,
+        gallery_file,
+    )
+
+    names = [name for name, _ in RUN_FILES] + [gallery_file(2)]
+    assert {"heads_nmi.png", "checkpoint.damaged.pt", "history.jsonl"} <= set(names)
+    readme = (ROOT / "README.md").read_text()
+    run_help = " ".join(command_help("run", "")["description"].split())
+    eval_help = " ".join(command_help("eval", "")["description"].split())
+    assert [n for n in names if f"`{n}`" not in readme] == []
+    assert [n for n in names if n not in run_help] == []
+    assert [n for n, _ in EVALUATION_FILES if n not in eval_help] == []
+    clusters = (ROOT / "docs" / "clusters.md").read_text()
+    described = [ASSIGNMENTS_FILE, GALLERY_FILE, gallery_file(2), SUMMARY_FILE, CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE]
+    assert [n for n in described if f"`{n}`" not in clusters] == []
+
+
+def test_gallery_file_names_and_their_page_numbers() -> None:
+    from mihead.run_directory import gallery_file, gallery_page
+
+    assert [gallery_file(p) for p in (1, 2, 10)] == ["gallery.png", "gallery-2.png", "gallery-10.png"]
+    assert [gallery_page(n) for n in ("gallery.png", "gallery-2.png", "gallery-10.png", "gallery-x.png", "a-gallery-2.png")] == [None, 2, 10, None, None]
+
+
+def test_the_model_shape_is_read_back_from_each_kind_of_checkpoint() -> None:
+    """Recorded whole, recorded apart (checkpoints written before it was whole: no
+    overclusters), or not at all (older still): what is there, for the caller to complete."""
+    from mihead.contracts import ImageSpec
+    from mihead.run_directory import ModelShape, recorded_shape, shape_record
+
+    shape = ModelShape(ImageSpec(channels=1, size=8), clusters=10, overclusters=50, views_on_device=True)
+    assert recorded_shape(shape_record(shape)) == {"image": shape.image, "clusters": 10, "overclusters": 50, "views_on_device": True}
+    apart = {"model": {}, "image_spec": {"channels": 3, "size": 16}, "clusters": 4, "views_on_device": False}
+    assert recorded_shape(apart) == {"image": ImageSpec(channels=3, size=16), "clusters": 4, "views_on_device": False}
+    assert recorded_shape({"model": {}, "step": 3}) == {}

@@ -12,7 +12,8 @@ from matplotlib.figure import Figure
 
 from mihead.outputs import plots
 from mihead.outputs.plots import plot_training
-from mihead.training_log import CurvePoint, head_curves, learning_curve, read_log
+from mihead.run_directory import read_metrics as read_log
+from mihead.training_log import CurvePoint, head_curves, learning_curve
 
 
 def record(epoch: int, accs: list[float | None] | None, selected: int = 0) -> dict[str, Any]:
