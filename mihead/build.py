@@ -23,7 +23,17 @@ from mihead.model import MultiHeadModel
 from mihead.protocol import Protocol, resolve_protocol, union_data
 from mihead.recipe import Recipe
 
-__all__ = ["Built", "build", "build_declared", "build_model", "prediction_facts"]
+__all__ = ["Built", "ObjectiveTerm", "build", "build_declared", "build_model", "prediction_facts"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveTerm:
+    """One term of the training loss: ``weight`` times ``module``'s value, logged as ``name``
+    (its plugin name, numbered when the recipe repeats it)."""
+
+    name: str
+    weight: float
+    module: Objective
 
 
 @dataclasses.dataclass
@@ -37,7 +47,7 @@ class Built:
     augmenter: Augmenter
     source: ViewSource
     model: MultiHeadModel
-    objectives: list[tuple[str, float, Objective]]
+    objectives: list[ObjectiveTerm]
     device: torch.device
     fit_data: ImageData
     protocol: Protocol
@@ -143,7 +153,7 @@ def _building(what: str) -> Iterator[None]:
 
 def build_model(
     recipe: Recipe, augmenter: Augmenter, clusters: int, device: torch.device
-) -> tuple[MultiHeadModel, list[tuple[str, float, Objective]]]:
+) -> tuple[MultiHeadModel, list[ObjectiveTerm]]:
     """The recipe's model (backbone and heads, ``clusters`` per main head) for the views that
     ``augmenter`` makes, and its objectives as (term name, weight, module), on ``device``.
     Needs no data: benchmarks build the exact model of a recipe from it."""
@@ -174,5 +184,5 @@ def build_model(
     objectives = []
     for i, (name, s) in enumerate(zip(_term_names(recipe), recipe.objectives, strict=True)):
         with _building(f"objective.{i}"):  # numbered from 0, as recipe errors and --set number them
-            objectives.append((name, s.params.weight, s.cls(s.params, context).to(device)))
+            objectives.append(ObjectiveTerm(name, s.params.weight, s.cls(s.params, context).to(device)))
     return model, objectives

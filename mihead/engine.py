@@ -20,9 +20,8 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from mihead.build import Built, build, prediction_facts
+from mihead.build import Built, ObjectiveTerm, build, prediction_facts
 from mihead.checkpoint import load_weights, save_checkpoint
-from mihead.contracts import Objective
 from mihead.device import autocast, resolve_device
 from mihead.distributed import current
 from mihead.errors import MiheadError
@@ -65,10 +64,10 @@ class _LossTerms(torch.nn.Module):
     one module, so that DistributedDataParallel also averages the gradients of the
     parameters an objective owns (e.g. a discriminator)."""
 
-    def __init__(self, model: torch.nn.Module, objectives: list[tuple[str, float, Objective]]) -> None:
+    def __init__(self, model: torch.nn.Module, objectives: list[ObjectiveTerm]) -> None:
         super().__init__()
         self.model = model
-        self.objectives = torch.nn.ModuleDict({name: o for name, _, o in objectives})
+        self.objectives = torch.nn.ModuleDict({term.name: term.module for term in objectives})
 
     def forward(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs = self.model(views)
@@ -81,27 +80,27 @@ class Trainer:
     def __init__(self, recipe: Recipe, run_dir: Path, console: Console | None = None) -> None:
         self.recipe = recipe
         self.run_dir = run_dir
-        self.cluster = current()
-        if console is None or not self.cluster.is_main:  # only rank 0 shows progress
-            console = Console(stderr=True, quiet=not self.cluster.is_main)
+        self.ranks = current()
+        if console is None or not self.ranks.is_main:  # only rank 0 shows progress
+            console = Console(stderr=True, quiet=not self.ranks.is_main)
         self.console = console
         self.results = Console(quiet=console.quiet)  # the results table is a result: stdout, silenced with the progress
-        self.device = self.cluster.device(resolve_device(recipe.train.device))
+        self.device = self.ranks.device(resolve_device(recipe.train.device))
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = recipe.train.cudnn_benchmark
-        self.built: Built = build(recipe, self.device, self.cluster.rank, self.cluster.world_size)
+        self.built: Built = build(recipe, self.device, self.ranks.rank, self.ranks.world_size)
         if recipe.train.sync_batchnorm:
-            self.built.model = self.cluster.sync_batchnorm(self.built.model, self.device)
+            self.built.model = self.ranks.sync_batchnorm(self.built.model, self.device)
         model = self.built.model
         if self.device.type == "cuda" and recipe.train.channels_last:
             model.to(memory_format=torch.channels_last)
             model.channels_last = True
         # torch.compile of a module is a module (OptimizedModule); its stubs say only "callable"
         forward = cast(torch.nn.Module, torch.compile(model)) if recipe.train.compile else model
-        self.loss_terms = self.cluster.wrap(_LossTerms(forward, self.built.objectives))
-        params = list(model.parameters()) + [p for _, _, o in self.built.objectives for p in o.parameters()]
+        self.loss_terms = self.ranks.wrap(_LossTerms(forward, self.built.objectives))
+        params = list(model.parameters()) + [p for term in self.built.objectives for p in term.module.parameters()]
         self.optimizer = make_optimizer(params, recipe.train)
-        self.images_per_step = recipe.train.batch_size * self.cluster.world_size
+        self.images_per_step = recipe.train.batch_size * self.ranks.world_size
         spe = self.built.source.steps_per_epoch
         planned = recipe.train.epochs * spe
         self.total_steps = min(planned, recipe.train.max_steps) if recipe.train.max_steps else planned
@@ -122,7 +121,7 @@ class Trainer:
             "seconds": self.seconds,
             "images_seen": self.images_seen,
             "images_per_step": self.images_per_step,
-            "world_size": self.cluster.world_size,
+            "world_size": self.ranks.world_size,
         }
 
     def state(self) -> dict[str, Any]:
@@ -141,7 +140,7 @@ class Trainer:
     def _trainable_state(self) -> dict[str, Any]:
         """The objectives' and the optimiser's state dicts: with the model's, what training changes."""
         return {
-            "objectives": {n: o.state_dict() for n, _, o in self.built.objectives},
+            "objectives": {term.name: term.module.state_dict() for term in self.built.objectives},
             "optimizer": self.optimizer.state_dict(),
         }
 
@@ -151,8 +150,8 @@ class Trainer:
             raise NumericalError(f"{self.run_dir}: the checkpoint holds a non-finite value ({bad}) from a diverged step; it cannot be resumed")
         self.saved_step = int(state["step"])
         load_weights(self.built.model, state["model"], self.run_dir, "model")
-        for n, _, o in self.built.objectives:
-            load_weights(o, state["objectives"][n], self.run_dir, f"objective {n!r}")
+        for term in self.built.objectives:
+            load_weights(term.module, state["objectives"][term.name], self.run_dir, f"objective {term.name!r}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
@@ -167,7 +166,7 @@ class Trainer:
         torch.set_rng_state(state["rng_cpu"])
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
-        if self.cluster.is_main:
+        if self.ranks.is_main:
             self._truncate_log()
 
     def _truncate_log(self) -> None:
@@ -180,7 +179,7 @@ class Trainer:
 
     def checkpoint(self) -> None:
         """Save the state (rank 0); call :meth:`_check_state` first, at the same step."""
-        if self.cluster.is_main:
+        if self.ranks.is_main:
             save_checkpoint(self.run_dir, self.state())
         self.saved_step = self.step
 
@@ -194,7 +193,7 @@ class Trainer:
         """A NumericalError, on every rank, when a weight, buffer or optimiser value is NaN or
         infinite: the loss is checked before each step, but the step's own update can overflow."""
         bad = first_non_finite({"model": self.built.model.state_dict(), **self._trainable_state()})
-        if self.cluster.any(bad is not None):
+        if self.ranks.any(bad is not None):
             where = f"{bad} became non-finite" if bad is not None else "a value became non-finite on another rank"
             raise NumericalError(f"{where} by step {self.step}; {self._stopped()}")
 
@@ -205,7 +204,7 @@ class Trainer:
             group["lr"] = lr
         with autocast(self.device, self.recipe.train.precision):
             terms = self.loss_terms(views)
-        loss = sum(weight * terms[name] for name, weight, _ in self.built.objectives)
+        loss = sum(term.weight * terms[term.name] for term in self.built.objectives)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -225,7 +224,7 @@ class Trainer:
             raise NumericalError(f"{exc}; {self._stopped()}") from None
 
     def _log(self, record: dict[str, Any]) -> None:
-        if not self.cluster.is_main:
+        if not self.ranks.is_main:
             return
         append_text(self.run_dir / LOG_FILE, json.dumps(record) + "\n")
 
@@ -242,8 +241,8 @@ class Trainer:
         recipe = self.recipe
         source = self.built.source
         batch = self.images_per_step
-        names = [n for n, _, _ in self.built.objectives]
-        weights = {n: w for n, w, _ in self.built.objectives}
+        names = [term.name for term in self.built.objectives]
+        weights = {term.name: term.weight for term in self.built.objectives}
         columns = [
             TextColumn("[bold]epoch {task.fields[epoch]}"),
             BarColumn(),
@@ -282,7 +281,7 @@ class Trainer:
                         last_sync = now
                     else:
                         progress.update(task, completed=self.step)
-                    stopping = self.cluster.any(bool(stops))  # every rank stops at the same step
+                    stopping = self.ranks.any(bool(stops))  # every rank stops at the same step
                     if stopping or self.step == self.total_steps:
                         break
                 elapsed = time.perf_counter() - epoch_start
@@ -303,7 +302,7 @@ class Trainer:
                 self.epoch += 1
                 self.step_in_epoch = 0
                 done = self.step == self.total_steps
-                losses = self.cluster.mean(torch.stack([sums[n] for n in names])) / max(epoch_steps, 1)
+                losses = self.ranks.mean(torch.stack([sums[n] for n in names])) / max(epoch_steps, 1)
                 record = {
                     "epoch": self.epoch,
                     "step": self.step,
@@ -313,7 +312,7 @@ class Trainer:
                     "seconds": self.seconds,
                 }
                 every = recipe.eval.every
-                if not done and every and self.epoch % every == 0 and self.cluster.is_main:
+                if not done and every and self.epoch % every == 0 and self.ranks.is_main:
                     record["eval"] = self._evaluate().epoch_metrics()
                 if not done:  # the epoch's line goes before its checkpoint: a kill between
                     self._log(record)  # the two repeats the epoch and drops the line on resume
@@ -321,7 +320,7 @@ class Trainer:
                     self.checkpoint()
                 if not done:
                     progress.update(task, epoch=self.epoch + 1)
-        return self.cluster.from_main(lambda: self._report(record))
+        return self.ranks.from_main(lambda: self._report(record))
 
     def _report(self, record: dict[str, Any]) -> dict[str, Any]:
         """The final evaluation: logged with the last epoch's ``record``, written, printed."""
