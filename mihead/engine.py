@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import torch
 from rich.console import Console
@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mihead.build import Built, ObjectiveTerm, build, prediction_facts
 from mihead.checkpoint import load_weights, save_checkpoint
 from mihead.device import autocast, resolve_device
-from mihead.distributed import current
+from mihead.distributed import Ranks, current
 from mihead.errors import MiheadError
 from mihead.evaluate import Evaluation, evaluate_run
 from mihead.files import append_text, write_text_atomically
@@ -72,6 +72,85 @@ class _LossTerms(torch.nn.Module):
     def forward(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs = self.model(views)
         return {name: objective(outputs) for name, objective in self.objectives.items()}
+
+
+class _ProgressDisplay:
+    """The progress bar of training on the console: the epoch, the steps done of the run's
+    total, the time, and the loss and speed of the epoch so far."""
+
+    def __init__(self, console: Console, total_steps: int, step: int, epoch: int) -> None:
+        columns = [
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+        ]
+        self.progress = Progress(*columns, console=console, transient=False)
+        self.task = self.progress.add_task("train", total=total_steps, completed=step, epoch=epoch + 1, status="")
+
+    def __enter__(self) -> _ProgressDisplay:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def show(self, step: int, status: str | None = None) -> None:
+        """``step`` steps done; ``status``, when given, replaces the loss and speed shown."""
+        if status is None:
+            self.progress.update(self.task, completed=step)
+        else:
+            self.progress.update(self.task, completed=step, status=status)
+
+    def start_epoch(self, epoch: int) -> None:
+        """Show ``epoch`` (counted from 0) as the current one."""
+        self.progress.update(self.task, epoch=epoch + 1)
+
+
+class _EpochSteps:
+    """One epoch's steps so far: their count, each loss term's sum and the first step at which
+    it was not finite (-1: none), kept on the device so that a step never waits on the host,
+    and the times of the epoch's start and of the host's last read of them."""
+
+    def __init__(self, weights: dict[str, float], device: torch.device) -> None:
+        self.weights = weights  # each term's weight in the loss trained on, by name
+        self.sums = {n: torch.zeros((), device=device) for n in self.weights}
+        self.first_bad = {n: torch.full((), -1, device=device, dtype=torch.long) for n in self.weights}
+        self.count = 0
+        self.start = time.perf_counter()
+        self.synced = self.start
+        self.stopping = False  # a stop request ended the epoch early
+
+    def add(self, terms: dict[str, torch.Tensor], step: int) -> None:
+        """Count the terms of step ``step`` (from 0)."""
+        for n, t in terms.items():
+            self.sums[n] += t
+            bad = ~torch.isfinite(t) & (self.first_bad[n] < 0)
+            self.first_bad[n] = self.first_bad[n].masked_fill(bad, step)  # no host-to-device copy: no sync
+        self.count += 1
+
+    def sync_due(self, final: bool) -> bool:
+        """Whether the host reads the sums now: half a second after its last read, or at the
+        run's ``final`` step. When it does, now is its last read."""
+        now = time.perf_counter()
+        if now - self.synced > 0.5 or final:
+            self.synced = now
+            return True
+        return False
+
+    def status(self, images_per_step: int) -> str:
+        """The weighted loss trained on, averaged over the epoch's steps, and the speed, as of
+        the last read."""
+        rate = self.count * images_per_step / (self.synced - self.start)
+        loss = sum(w * float(self.sums[n]) for n, w in self.weights.items()) / self.count
+        return f"loss {loss:.4f} | {rate:,.0f} img/s"
+
+    def mean_losses(self, ranks: Ranks) -> dict[str, float]:
+        """Each term's mean over the epoch's steps and over the ranks: the epoch's record."""
+        losses = ranks.mean(torch.stack(list(self.sums.values()))) / max(self.count, 1)
+        return {n: float(v) for n, v in zip(self.sums, losses, strict=True)}
 
 
 class Trainer:
@@ -210,8 +289,9 @@ class Trainer:
         self.optimizer.step()
         return {name: t.detach() for name, t in terms.items()}
 
-    def _check_finite(self, first_bad: dict[str, torch.Tensor]) -> None:
-        for name, bad in first_bad.items():
+    def _check_finite(self, steps: _EpochSteps) -> None:
+        """A NumericalError naming the first loss term of the epoch that was NaN or infinite."""
+        for name, bad in steps.first_bad.items():
             step = int(bad)
             if step >= 0:
                 raise NumericalError(f"loss term {name!r} became non-finite at step {step + 1}; {self._stopped()}")
@@ -238,89 +318,77 @@ class Trainer:
             raise OutOfMemory(f"{exc}; {self._stopped()}") from None
 
     def _fit(self) -> dict[str, Any]:
-        recipe = self.recipe
-        source = self.built.source
-        batch = self.images_per_step
-        names = [term.name for term in self.built.objectives]
-        weights = {term.name: term.weight for term in self.built.objectives}
-        columns = [
-            TextColumn("[bold]epoch {task.fields[epoch]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"),
-        ]
+        """Epochs until ``total_steps`` (each: its steps, then closing it), then the report."""
         self.built.model.train()
         record: dict[str, Any] = {"epoch": self.epoch, "step": self.step}
-        with _stop_requests() as stops, Progress(*columns, console=self.console, transient=False) as progress:
-            task = progress.add_task("train", total=self.total_steps, completed=self.step, epoch=self.epoch + 1, status="")
+        with _stop_requests() as stops, _ProgressDisplay(self.console, self.total_steps, self.step, self.epoch) as display:
             while self.step < self.total_steps:
-                sums = {n: torch.zeros((), device=self.device) for n in names}
-                first_bad = {n: torch.full((), -1, device=self.device, dtype=torch.long) for n in names}
-                epoch_steps, epoch_start = 0, time.perf_counter()
-                last_sync = epoch_start
-                stopping = False
-                batches = source.train_batches(self.epoch, skip=self.step_in_epoch)
-                for views in batches:
-                    terms = self._train_step(views)
-                    for n, t in terms.items():
-                        sums[n] += t
-                        bad = ~torch.isfinite(t) & (first_bad[n] < 0)
-                        first_bad[n] = first_bad[n].masked_fill(bad, self.step)  # no host-to-device copy: no sync
-                    self.step += 1
-                    self.step_in_epoch += 1
-                    epoch_steps += 1
-                    now = time.perf_counter()
-                    if now - last_sync > 0.5 or self.step == self.total_steps:
-                        self._check_finite(first_bad)
-                        rate = epoch_steps * batch / (now - epoch_start)
-                        loss = sum(weights[n] * float(sums[n]) for n in names) / epoch_steps  # the weighted sum trained on
-                        status = f"loss {loss:.4f} | {rate:,.0f} img/s"
-                        progress.update(task, completed=self.step, status=status)
-                        last_sync = now
-                    else:
-                        progress.update(task, completed=self.step)
-                    stopping = self.ranks.any(bool(stops))  # every rank stops at the same step
-                    if stopping or self.step == self.total_steps:
-                        break
-                elapsed = time.perf_counter() - epoch_start
-                self.seconds += elapsed
-                self.images_seen += epoch_steps * batch
-                self._check_finite(first_bad)
-                self._check_state()  # before anything reads or saves the state: evaluation, checkpoint
-                if stopping:
-                    self.checkpoint()
-                    cause = f"signal {stops[0]}" if stops else "a signal to another rank"
-                    raise Interrupted(
-                        f"stopped by {cause} at step {self.step}; checkpoint written; "
-                        f"continue with: mihead run --resume {self.run_dir}"
-                    )
-                finished = self.step_in_epoch == source.steps_per_epoch or self.step == self.total_steps
-                if not finished:  # the epoch generator ran dry early: cannot happen with drop_last
-                    raise RuntimeError("epoch ended before its planned steps")
-                self.epoch += 1
-                self.step_in_epoch = 0
-                done = self.step == self.total_steps
-                losses = self.ranks.mean(torch.stack([sums[n] for n in names])) / max(epoch_steps, 1)
-                record = {
-                    "epoch": self.epoch,
-                    "step": self.step,
-                    "lr": learning_rate(self.step - 1, self.total_steps, recipe.train),
-                    "losses": {n: float(v) for n, v in zip(names, losses, strict=True)},
-                    "images_per_second": epoch_steps * batch / max(elapsed, 1e-9),
-                    "seconds": self.seconds,
-                }
-                every = recipe.eval.every
-                if not done and every and self.epoch % every == 0 and self.ranks.is_main:
-                    record["eval"] = self._evaluate().epoch_metrics()
-                if not done:  # the epoch's line goes before its checkpoint: a kill between
-                    self._log(record)  # the two repeats the epoch and drops the line on resume
-                if done or self.epoch % recipe.train.checkpoint_every == 0:
-                    self.checkpoint()
-                if not done:
-                    progress.update(task, epoch=self.epoch + 1)
+                steps = self._train_epoch(stops, display)
+                record = self._close_epoch(steps, stops)
+                if self.step < self.total_steps:
+                    display.start_epoch(self.epoch)
         return self.ranks.from_main(lambda: self._report(record))
+
+    def _train_epoch(self, stops: list[int], display: _ProgressDisplay) -> _EpochSteps:
+        """The epoch's steps from ``step_in_epoch`` to its end, the run's end or a stop request
+        (every rank stops at the same step). The host reads the losses at most twice a second."""
+        steps = _EpochSteps({term.name: term.weight for term in self.built.objectives}, self.device)
+        for views in self.built.source.train_batches(self.epoch, skip=self.step_in_epoch):
+            steps.add(self._train_step(views), self.step)
+            self.step += 1
+            self.step_in_epoch += 1
+            if steps.sync_due(final=self.step == self.total_steps):
+                self._check_finite(steps)
+                display.show(self.step, steps.status(self.images_per_step))
+            else:
+                display.show(self.step)
+            steps.stopping = self.ranks.any(bool(stops))
+            if steps.stopping or self.step == self.total_steps:
+                break
+        return steps
+
+    def _close_epoch(self, steps: _EpochSteps, stops: list[int]) -> dict[str, Any]:
+        """After an epoch's steps: count them, check the state, stop on a stop request; else
+        the epoch's record, logged (with an evaluation when one is due), and the checkpoint
+        when one is due. Returns the record."""
+        elapsed = time.perf_counter() - steps.start
+        self.seconds += elapsed
+        self.images_seen += steps.count * self.images_per_step
+        self._check_finite(steps)
+        self._check_state()  # before anything reads or saves the state: evaluation, checkpoint
+        if steps.stopping:
+            self._interrupt(stops)
+        finished = self.step_in_epoch == self.built.source.steps_per_epoch or self.step == self.total_steps
+        if not finished:  # the epoch generator ran dry early: cannot happen with drop_last
+            raise RuntimeError("epoch ended before its planned steps")
+        self.epoch += 1
+        self.step_in_epoch = 0
+        done = self.step == self.total_steps
+        record = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "lr": learning_rate(self.step - 1, self.total_steps, self.recipe.train),
+            "losses": steps.mean_losses(self.ranks),
+            "images_per_second": steps.count * self.images_per_step / max(elapsed, 1e-9),
+            "seconds": self.seconds,
+        }
+        every = self.recipe.eval.every
+        if not done and every and self.epoch % every == 0 and self.ranks.is_main:
+            record["eval"] = self._evaluate().epoch_metrics()
+        if not done:  # the epoch's line goes before its checkpoint: a kill between
+            self._log(record)  # the two repeats the epoch and drops the line on resume
+        if done or self.epoch % self.recipe.train.checkpoint_every == 0:
+            self.checkpoint()
+        return record
+
+    def _interrupt(self, stops: list[int]) -> NoReturn:
+        """Checkpoint at this step and stop: a signal asked for it (here or on another rank)."""
+        self.checkpoint()
+        cause = f"signal {stops[0]}" if stops else "a signal to another rank"
+        raise Interrupted(
+            f"stopped by {cause} at step {self.step}; checkpoint written; "
+            f"continue with: mihead run --resume {self.run_dir}"
+        )
 
     def _report(self, record: dict[str, Any]) -> dict[str, Any]:
         """The final evaluation: logged with the last epoch's ``record``, written, printed."""
