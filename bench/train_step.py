@@ -49,8 +49,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mihead.build import build_model, model_shape
-from mihead.contracts import ImageSpec, ModelOutputs, Objective
+from mihead.build import ObjectiveTerm, build_model, model_shape
+from mihead.contracts import ImageSpec, ModelOutputs
 from mihead.device import autocast
 from mihead.host_sync import host_syncs
 from mihead.model import MultiHeadModel
@@ -67,7 +67,7 @@ EPS = 1e-10
 # dense bf16 tensor-core peaks in FLOP/s (vendor figures, without sparsity), by device name
 BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
-Terms = list[tuple[str, float, Objective]]
+Terms = list[ObjectiveTerm]
 
 
 # --- the naive loss --------------------------------------------------------------------------
@@ -111,23 +111,24 @@ def naive_push(probs: torch.Tensor) -> torch.Tensor:
 def naive_loss(outputs: ModelOutputs, objectives: Terms) -> torch.Tensor:
     """The recipe's weighted sum of terms, computed by :func:`naive_pull` and :func:`naive_push`."""
     loss = outputs.probs.new_zeros(())
-    for _, weight, objective in objectives:
-        if objective.name == "iic":
-            lamb = objective.params.lamb  # type: ignore[attr-defined]
+    for objective in objectives:
+        module = objective.module
+        if module.name == "iic":
+            lamb = module.params.lamb  # type: ignore[attr-defined]
             term = naive_pull(outputs.probs, lamb)
-            if objective.params.overclustering and outputs.over_probs is not None:  # type: ignore[attr-defined]
+            if module.params.overclustering and outputs.over_probs is not None:  # type: ignore[attr-defined]
                 term = term + naive_pull(outputs.over_probs, lamb)
-        elif objective.name == "dhog_push":
+        elif module.name == "dhog_push":
             term = naive_push(outputs.probs)
         else:
-            raise SystemExit(f"bench/train_step.py has no naive form of objective {objective.name!r}")
-        loss = loss + weight * term
+            raise SystemExit(f"bench/train_step.py has no naive form of objective {module.name!r}")
+        loss = loss + objective.weight * term
     return loss
 
 
 def batched_loss(outputs: ModelOutputs, objectives: Terms) -> torch.Tensor:
     """The weighted sum of the objectives' terms, as the engine sums them."""
-    return sum(weight * objective(outputs) for _, weight, objective in objectives)  # type: ignore[return-value]
+    return sum(term.weight * term.module(outputs) for term in objectives)  # type: ignore[return-value]
 
 
 def check_losses(outputs: ModelOutputs, objectives: Terms) -> str:
@@ -169,7 +170,7 @@ class Step:
             model.to(memory_format=torch.channels_last)
         forward = torch.compile(model) if compile else model
         self.forward: Callable[[torch.Tensor], ModelOutputs] = forward  # type: ignore[assignment]
-        params = list(model.parameters()) + [p for _, _, o in objectives for p in o.parameters()]
+        params = list(model.parameters()) + [p for term in objectives for p in term.module.parameters()]
         self.optimizer = make_optimizer(params, recipe.train)
 
     def loss(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -395,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"model: {RECIPE.name}: {recipe.backbone.entry.name} width {args.width}, {model.num_heads} heads, "
         f"{v} views, batch {args.batch}, {s} px views, {clusters} clusters, "
         f"{sum(p.numel() for p in model.parameters()):,} parameters, objectives "
-        + ", ".join(f"{w:g} x {n}" for n, w, _ in objectives)
+        + ", ".join(f"{term.weight:g} x {term.name}" for term in objectives)
     )
     if augment is None:
         print("augmentation: none in the step (random views)")

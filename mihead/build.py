@@ -25,7 +25,17 @@ from mihead.protocol import Protocol, resolve_protocol, union_data
 from mihead.recipe import Recipe
 from mihead.run_directory import ModelShape
 
-__all__ = ["Built", "build", "build_declared", "build_model", "model_shape"]
+__all__ = ["Built", "ObjectiveTerm", "build", "build_declared", "build_model", "model_shape"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveTerm:
+    """One term of the training loss: ``weight`` times ``module``'s value, logged as ``name``
+    (its plugin name, numbered when the recipe repeats it)."""
+
+    name: str
+    weight: float
+    module: Objective
 
 
 @dataclasses.dataclass
@@ -39,7 +49,7 @@ class Built:
     augmenter: Augmenter
     source: ViewSource
     model: MultiHeadModel
-    objectives: list[tuple[str, float, Objective]]
+    objectives: list[ObjectiveTerm]
     device: torch.device
     fit_data: ImageData
     protocol: Protocol
@@ -162,11 +172,11 @@ def _building(what: str) -> Iterator[None]:
 
 def build_model(
     recipe: Recipe, augmenter: Augmenter, shape: ModelShape, device: torch.device
-) -> tuple[MultiHeadModel, list[tuple[str, float, Objective]]]:
+) -> tuple[MultiHeadModel, list[ObjectiveTerm]]:
     """The recipe's model (backbone and heads of ``shape``: its K per main head, its
     overclusters per overclustering head) for the views that ``augmenter`` makes, and its
-    objectives as (term name, weight, module), on ``device``. Needs no data: benchmarks build
-    the exact model of a recipe from it."""
+    objectives as :class:`ObjectiveTerm` (name, weight, module), on ``device``. Needs no data:
+    benchmarks build the exact model of a recipe from it."""
     head_params = recipe.head.params
     with _building("backbone"):
         backbone = recipe.backbone.cls(recipe.backbone.params, augmenter.output)
@@ -194,5 +204,5 @@ def build_model(
     objectives = []
     for i, (name, s) in enumerate(zip(_term_names(recipe), recipe.objectives, strict=True)):
         with _building(f"objective.{i}"):  # numbered from 0, as recipe errors and --set number them
-            objectives.append((name, s.params.weight, s.cls(s.params, context).to(device)))
+            objectives.append(ObjectiveTerm(name, s.params.weight, s.cls(s.params, context).to(device)))
     return model, objectives

@@ -74,21 +74,21 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     for message in recipe.warnings():
         _warn(console, message)
     recipe = recipe.with_absolute_data_root()
-    with process_group(recipe.train.device) as cluster:
-        if not cluster.is_main:
+    with process_group(recipe.train.device) as ranks:
+        if not ranks.is_main:
             console = Console(stderr=True, quiet=True)
         if args.resume:
-            state = cluster.from_main(lambda: _resume_state(run_dir, console))
+            state = ranks.from_main(lambda: _resume_state(run_dir, console))
             console.print(f"resuming [bold]{run_dir}[/] at step {state['step']}", highlight=False)
             trainer = Trainer(recipe, run_dir, console)
             trainer.load_state(state)
-            cluster.from_main(lambda: record_resume(run_dir, recipe, args.set, trainer.step))
+            ranks.from_main(lambda: record_resume(run_dir, recipe, args.set, trainer.step))
         else:
-            run_dir = cluster.from_main(lambda: start_run(recipe, args.out, args.set))
+            run_dir = ranks.from_main(lambda: start_run(recipe, args.out, args.set))
             try:
                 trainer = Trainer(recipe, run_dir, console)
             except MiheadError:
-                if cluster.is_main:
+                if ranks.is_main:
                     discard_unstarted(run_dir)
                 raise
             console.print(f"run directory: [bold]{run_dir}[/]", highlight=False)
@@ -97,12 +97,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         except WriteError as exc:
             raise WriteError(f"{exc}; {continue_hint(run_dir)}") from None
         except (NumericalError, OutOfMemory) as exc:
-            if cluster.is_main and not args.resume and trainer.saved_step is None:
+            if ranks.is_main and not args.resume and trainer.saved_step is None:
                 discard_unstarted(run_dir)
                 if not run_dir.exists():
                     raise type(exc)(f"{exc}; its run directory {run_dir} was removed") from None
             raise
-        if cluster.is_main:
+        if ranks.is_main:
             Console().print(f"run directory: [bold]{run_dir}[/]", highlight=False)
     return 0
 

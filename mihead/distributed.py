@@ -3,9 +3,9 @@
 ``torchrun --nproc_per_node N -m mihead run RECIPE`` starts N copies of mihead with
 ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK`` and the rendezvous address in their environment.
 :func:`process_group` reads them, initialises ``torch.distributed`` (nccl on CUDA, gloo on
-CPU) and hands back the process's :class:`Cluster`: its rank, the world size and the helpers
+CPU) and hands back the process's :class:`Ranks`: its rank, the world size and the helpers
 the CLI and the engine need, so that they never call ``torch.distributed`` themselves. Without
-torchrun's environment (or with one process) the cluster is a single process and every helper
+torchrun's environment (or with one process) the ranks are a single process and every helper
 is the identity.
 
 What is global and what is per rank (see docs/distributed.md):
@@ -40,7 +40,7 @@ from torch.nn.parallel import DistributedDataParallel
 from mihead.device import resolve_device
 from mihead.errors import MiheadError, RecipeError
 
-__all__ = ["Cluster", "current", "global_batch_mean", "process_group"]
+__all__ = ["Ranks", "current", "global_batch_mean", "process_group"]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=nn.Module)
@@ -99,7 +99,7 @@ def _control_group() -> dist.ProcessGroup | None:
 
 
 @dataclasses.dataclass(frozen=True)
-class Cluster:
+class Ranks:
     """This process's place among the training processes (rank 0 = the main one)."""
 
     rank: int = 0
@@ -172,18 +172,18 @@ class Cluster:
         return values / self.world_size
 
 
-def current() -> Cluster:
-    """The cluster of the initialised process group, or a single process."""
+def current() -> Ranks:
+    """The ranks of the initialised process group, or a single process."""
     if not _multi_process():
-        return Cluster()
+        return Ranks()
     rank = dist.get_rank()
-    return Cluster(rank, dist.get_world_size(), int(os.environ.get("LOCAL_RANK", rank)))
+    return Ranks(rank, dist.get_world_size(), int(os.environ.get("LOCAL_RANK", rank)))
 
 
 @contextmanager
-def process_group(device_name: str) -> Iterator[Cluster]:
+def process_group(device_name: str) -> Iterator[Ranks]:
     """Initialise torch.distributed from torchrun's environment for the recipe's
-    ``train.device``, yield the cluster, and tear it down afterwards. Without torchrun's
+    ``train.device``, yield its ranks, and tear it down afterwards. Without torchrun's
     environment, with one process, or in a process group started by the caller, nothing is
     initialised here."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -13,17 +13,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from mihead.build import Built, build
+from mihead.build import Built, ObjectiveTerm, build
 from mihead.checkpoint import load_weights, save_checkpoint
-from mihead.contracts import Objective
 from mihead.device import autocast, resolve_device
-from mihead.distributed import current
+from mihead.distributed import Ranks, current
 from mihead.errors import MiheadError
 from mihead.evaluate import Evaluation, evaluate_run
 from mihead.finite import NumericalError, first_non_finite
@@ -63,14 +62,93 @@ class _LossTerms(torch.nn.Module):
     one module, so that DistributedDataParallel also averages the gradients of the
     parameters an objective owns (e.g. a discriminator)."""
 
-    def __init__(self, model: torch.nn.Module, objectives: list[tuple[str, float, Objective]]) -> None:
+    def __init__(self, model: torch.nn.Module, objectives: list[ObjectiveTerm]) -> None:
         super().__init__()
         self.model = model
-        self.objectives = torch.nn.ModuleDict({name: o for name, _, o in objectives})
+        self.objectives = torch.nn.ModuleDict({term.name: term.module for term in objectives})
 
     def forward(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs = self.model(views)
         return {name: objective(outputs) for name, objective in self.objectives.items()}
+
+
+class _ProgressDisplay:
+    """The progress bar of training on the console: the epoch, the steps done of the run's
+    total, the time, and the loss and speed of the epoch so far."""
+
+    def __init__(self, console: Console, total_steps: int, step: int, epoch: int) -> None:
+        columns = [
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+        ]
+        self.progress = Progress(*columns, console=console, transient=False)
+        self.task = self.progress.add_task("train", total=total_steps, completed=step, epoch=epoch + 1, status="")
+
+    def __enter__(self) -> _ProgressDisplay:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def show(self, step: int, status: str | None = None) -> None:
+        """``step`` steps done; ``status``, when given, replaces the loss and speed shown."""
+        if status is None:
+            self.progress.update(self.task, completed=step)
+        else:
+            self.progress.update(self.task, completed=step, status=status)
+
+    def start_epoch(self, epoch: int) -> None:
+        """Show ``epoch`` (counted from 0) as the current one."""
+        self.progress.update(self.task, epoch=epoch + 1)
+
+
+class _EpochSteps:
+    """One epoch's steps so far: their count, each loss term's sum and the first step at which
+    it was not finite (-1: none), kept on the device so that a step never waits on the host,
+    and the times of the epoch's start and of the host's last read of them."""
+
+    def __init__(self, weights: dict[str, float], device: torch.device) -> None:
+        self.weights = weights  # each term's weight in the loss trained on, by name
+        self.sums = {n: torch.zeros((), device=device) for n in self.weights}
+        self.first_bad = {n: torch.full((), -1, device=device, dtype=torch.long) for n in self.weights}
+        self.count = 0
+        self.start = time.perf_counter()
+        self.synced = self.start
+        self.stopping = False  # a stop request ended the epoch early
+
+    def add(self, terms: dict[str, torch.Tensor], step: int) -> None:
+        """Count the terms of step ``step`` (from 0)."""
+        for n, t in terms.items():
+            self.sums[n] += t
+            bad = ~torch.isfinite(t) & (self.first_bad[n] < 0)
+            self.first_bad[n] = self.first_bad[n].masked_fill(bad, step)  # no host-to-device copy: no sync
+        self.count += 1
+
+    def sync_due(self, final: bool) -> bool:
+        """Whether the host reads the sums now: half a second after its last read, or at the
+        run's ``final`` step. When it does, now is its last read."""
+        now = time.perf_counter()
+        if now - self.synced > 0.5 or final:
+            self.synced = now
+            return True
+        return False
+
+    def status(self, images_per_step: int) -> str:
+        """The weighted loss trained on, averaged over the epoch's steps, and the speed, as of
+        the last read."""
+        rate = self.count * images_per_step / (self.synced - self.start)
+        loss = sum(w * float(self.sums[n]) for n, w in self.weights.items()) / self.count
+        return f"loss {loss:.4f} | {rate:,.0f} img/s"
+
+    def mean_losses(self, ranks: Ranks) -> dict[str, float]:
+        """Each term's mean over the epoch's steps and over the ranks: the epoch's record."""
+        losses = ranks.mean(torch.stack(list(self.sums.values()))) / max(self.count, 1)
+        return {n: float(v) for n, v in zip(self.sums, losses, strict=True)}
 
 
 class Trainer:
@@ -79,27 +157,27 @@ class Trainer:
     def __init__(self, recipe: Recipe, run_dir: Path, console: Console | None = None) -> None:
         self.recipe = recipe
         self.run_dir = run_dir
-        self.cluster = current()
-        if console is None or not self.cluster.is_main:  # only rank 0 shows progress
-            console = Console(stderr=True, quiet=not self.cluster.is_main)
+        self.ranks = current()
+        if console is None or not self.ranks.is_main:  # only rank 0 shows progress
+            console = Console(stderr=True, quiet=not self.ranks.is_main)
         self.console = console
         self.results = Console(quiet=console.quiet)  # the results table is a result: stdout, silenced with the progress
-        self.device = self.cluster.device(resolve_device(recipe.train.device))
+        self.device = self.ranks.device(resolve_device(recipe.train.device))
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = recipe.train.cudnn_benchmark
-        self.built: Built = build(recipe, self.device, self.cluster.rank, self.cluster.world_size)
+        self.built: Built = build(recipe, self.device, self.ranks.rank, self.ranks.world_size)
         if recipe.train.sync_batchnorm:
-            self.built.model = self.cluster.sync_batchnorm(self.built.model, self.device)
+            self.built.model = self.ranks.sync_batchnorm(self.built.model, self.device)
         model = self.built.model
         if self.device.type == "cuda" and recipe.train.channels_last:
             model.to(memory_format=torch.channels_last)
             model.channels_last = True
         # torch.compile of a module is a module (OptimizedModule); its stubs say only "callable"
         forward = cast(torch.nn.Module, torch.compile(model)) if recipe.train.compile else model
-        self.loss_terms = self.cluster.wrap(_LossTerms(forward, self.built.objectives))
-        params = list(model.parameters()) + [p for _, _, o in self.built.objectives for p in o.parameters()]
+        self.loss_terms = self.ranks.wrap(_LossTerms(forward, self.built.objectives))
+        params = list(model.parameters()) + [p for term in self.built.objectives for p in term.module.parameters()]
         self.optimizer = make_optimizer(params, recipe.train)
-        self.images_per_step = recipe.train.batch_size * self.cluster.world_size
+        self.images_per_step = recipe.train.batch_size * self.ranks.world_size
         spe = self.built.source.steps_per_epoch
         planned = recipe.train.epochs * spe
         self.total_steps = min(planned, recipe.train.max_steps) if recipe.train.max_steps else planned
@@ -120,7 +198,7 @@ class Trainer:
             "seconds": self.seconds,
             "images_seen": self.images_seen,
             "images_per_step": self.images_per_step,
-            "world_size": self.cluster.world_size,
+            "world_size": self.ranks.world_size,
         }
 
     def state(self) -> dict[str, Any]:
@@ -139,7 +217,7 @@ class Trainer:
     def _trainable_state(self) -> dict[str, Any]:
         """The objectives' and the optimiser's state dicts: with the model's, what training changes."""
         return {
-            "objectives": {n: o.state_dict() for n, _, o in self.built.objectives},
+            "objectives": {term.name: term.module.state_dict() for term in self.built.objectives},
             "optimizer": self.optimizer.state_dict(),
         }
 
@@ -149,8 +227,8 @@ class Trainer:
             raise NumericalError(f"{self.run_dir}: the checkpoint holds a non-finite value ({bad}) from a diverged step; it cannot be resumed")
         self.saved_step = int(state["step"])
         load_weights(self.built.model, state["model"], self.run_dir, "model")
-        for n, _, o in self.built.objectives:
-            load_weights(o, state["objectives"][n], self.run_dir, f"objective {n!r}")
+        for term in self.built.objectives:
+            load_weights(term.module, state["objectives"][term.name], self.run_dir, f"objective {term.name!r}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
@@ -165,12 +243,12 @@ class Trainer:
         torch.set_rng_state(state["rng_cpu"])
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
-        if self.cluster.is_main:  # drop the log lines of epochs after the checkpoint (written before a kill)
+        if self.ranks.is_main:  # drop the log lines of epochs after the checkpoint (written before a kill)
             truncate_metrics(self.run_dir, self.epoch)
 
     def checkpoint(self) -> None:
         """Save the state (rank 0); call :meth:`_check_state` first, at the same step."""
-        if self.cluster.is_main:
+        if self.ranks.is_main:
             save_checkpoint(self.run_dir, self.state())
         self.saved_step = self.step
 
@@ -184,7 +262,7 @@ class Trainer:
         """A NumericalError, on every rank, when a weight, buffer or optimiser value is NaN or
         infinite: the loss is checked before each step, but the step's own update can overflow."""
         bad = first_non_finite({"model": self.built.model.state_dict(), **self._trainable_state()})
-        if self.cluster.any(bad is not None):
+        if self.ranks.any(bad is not None):
             where = f"{bad} became non-finite" if bad is not None else "a value became non-finite on another rank"
             raise NumericalError(f"{where} by step {self.step}; {self._stopped()}")
 
@@ -195,14 +273,15 @@ class Trainer:
             group["lr"] = lr
         with autocast(self.device, self.recipe.train.precision):
             terms = self.loss_terms(views)
-        loss = sum(weight * terms[name] for name, weight, _ in self.built.objectives)
+        loss = sum(term.weight * terms[term.name] for term in self.built.objectives)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return {name: t.detach() for name, t in terms.items()}
 
-    def _check_finite(self, first_bad: dict[str, torch.Tensor]) -> None:
-        for name, bad in first_bad.items():
+    def _check_finite(self, steps: _EpochSteps) -> None:
+        """A NumericalError naming the first loss term of the epoch that was NaN or infinite."""
+        for name, bad in steps.first_bad.items():
             step = int(bad)
             if step >= 0:
                 raise NumericalError(f"loss term {name!r} became non-finite at step {step + 1}; {self._stopped()}")
@@ -215,7 +294,7 @@ class Trainer:
             raise NumericalError(f"{exc}; {self._stopped()}") from None
 
     def _log(self, record: dict[str, Any]) -> None:
-        if not self.cluster.is_main:
+        if not self.ranks.is_main:
             return
         append_metrics(self.run_dir, record)
 
@@ -229,89 +308,77 @@ class Trainer:
             raise OutOfMemory(f"{exc}; {self._stopped()}") from None
 
     def _fit(self) -> dict[str, Any]:
-        recipe = self.recipe
-        source = self.built.source
-        batch = self.images_per_step
-        names = [n for n, _, _ in self.built.objectives]
-        weights = {n: w for n, w, _ in self.built.objectives}
-        columns = [
-            TextColumn("[bold]epoch {task.fields[epoch]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"),
-        ]
+        """Epochs until ``total_steps`` (each: its steps, then closing it), then the report."""
         self.built.model.train()
         record: dict[str, Any] = {"epoch": self.epoch, "step": self.step}
-        with _stop_requests() as stops, Progress(*columns, console=self.console, transient=False) as progress:
-            task = progress.add_task("train", total=self.total_steps, completed=self.step, epoch=self.epoch + 1, status="")
+        with _stop_requests() as stops, _ProgressDisplay(self.console, self.total_steps, self.step, self.epoch) as display:
             while self.step < self.total_steps:
-                sums = {n: torch.zeros((), device=self.device) for n in names}
-                first_bad = {n: torch.full((), -1, device=self.device, dtype=torch.long) for n in names}
-                epoch_steps, epoch_start = 0, time.perf_counter()
-                last_sync = epoch_start
-                stopping = False
-                batches = source.train_batches(self.epoch, skip=self.step_in_epoch)
-                for views in batches:
-                    terms = self._train_step(views)
-                    for n, t in terms.items():
-                        sums[n] += t
-                        bad = ~torch.isfinite(t) & (first_bad[n] < 0)
-                        first_bad[n] = first_bad[n].masked_fill(bad, self.step)  # no host-to-device copy: no sync
-                    self.step += 1
-                    self.step_in_epoch += 1
-                    epoch_steps += 1
-                    now = time.perf_counter()
-                    if now - last_sync > 0.5 or self.step == self.total_steps:
-                        self._check_finite(first_bad)
-                        rate = epoch_steps * batch / (now - epoch_start)
-                        loss = sum(weights[n] * float(sums[n]) for n in names) / epoch_steps  # the weighted sum trained on
-                        status = f"loss {loss:.4f} | {rate:,.0f} img/s"
-                        progress.update(task, completed=self.step, status=status)
-                        last_sync = now
-                    else:
-                        progress.update(task, completed=self.step)
-                    stopping = self.cluster.any(bool(stops))  # every rank stops at the same step
-                    if stopping or self.step == self.total_steps:
-                        break
-                elapsed = time.perf_counter() - epoch_start
-                self.seconds += elapsed
-                self.images_seen += epoch_steps * batch
-                self._check_finite(first_bad)
-                self._check_state()  # before anything reads or saves the state: evaluation, checkpoint
-                if stopping:
-                    self.checkpoint()
-                    cause = f"signal {stops[0]}" if stops else "a signal to another rank"
-                    raise Interrupted(
-                        f"stopped by {cause} at step {self.step}; checkpoint written; "
-                        f"continue with: mihead run --resume {self.run_dir}"
-                    )
-                finished = self.step_in_epoch == source.steps_per_epoch or self.step == self.total_steps
-                if not finished:  # the epoch generator ran dry early: cannot happen with drop_last
-                    raise RuntimeError("epoch ended before its planned steps")
-                self.epoch += 1
-                self.step_in_epoch = 0
-                done = self.step == self.total_steps
-                losses = self.cluster.mean(torch.stack([sums[n] for n in names])) / max(epoch_steps, 1)
-                record = {
-                    "epoch": self.epoch,
-                    "step": self.step,
-                    "lr": learning_rate(self.step - 1, self.total_steps, recipe.train),
-                    "losses": {n: float(v) for n, v in zip(names, losses, strict=True)},
-                    "images_per_second": epoch_steps * batch / max(elapsed, 1e-9),
-                    "seconds": self.seconds,
-                }
-                every = recipe.eval.every
-                if not done and every and self.epoch % every == 0 and self.cluster.is_main:
-                    record["eval"] = self._evaluate().epoch_metrics()
-                if not done:  # the epoch's line goes before its checkpoint: a kill between
-                    self._log(record)  # the two repeats the epoch and drops the line on resume
-                if done or self.epoch % recipe.train.checkpoint_every == 0:
-                    self.checkpoint()
-                if not done:
-                    progress.update(task, epoch=self.epoch + 1)
-        return self.cluster.from_main(lambda: self._report(record))
+                steps = self._train_epoch(stops, display)
+                record = self._close_epoch(steps, stops)
+                if self.step < self.total_steps:
+                    display.start_epoch(self.epoch)
+        return self.ranks.from_main(lambda: self._report(record))
+
+    def _train_epoch(self, stops: list[int], display: _ProgressDisplay) -> _EpochSteps:
+        """The epoch's steps from ``step_in_epoch`` to its end, the run's end or a stop request
+        (every rank stops at the same step). The host reads the losses at most twice a second."""
+        steps = _EpochSteps({term.name: term.weight for term in self.built.objectives}, self.device)
+        for views in self.built.source.train_batches(self.epoch, skip=self.step_in_epoch):
+            steps.add(self._train_step(views), self.step)
+            self.step += 1
+            self.step_in_epoch += 1
+            if steps.sync_due(final=self.step == self.total_steps):
+                self._check_finite(steps)
+                display.show(self.step, steps.status(self.images_per_step))
+            else:
+                display.show(self.step)
+            steps.stopping = self.ranks.any(bool(stops))
+            if steps.stopping or self.step == self.total_steps:
+                break
+        return steps
+
+    def _close_epoch(self, steps: _EpochSteps, stops: list[int]) -> dict[str, Any]:
+        """After an epoch's steps: count them, check the state, stop on a stop request; else
+        the epoch's record, logged (with an evaluation when one is due), and the checkpoint
+        when one is due. Returns the record."""
+        elapsed = time.perf_counter() - steps.start
+        self.seconds += elapsed
+        self.images_seen += steps.count * self.images_per_step
+        self._check_finite(steps)
+        self._check_state()  # before anything reads or saves the state: evaluation, checkpoint
+        if steps.stopping:
+            self._interrupt(stops)
+        finished = self.step_in_epoch == self.built.source.steps_per_epoch or self.step == self.total_steps
+        if not finished:  # the epoch generator ran dry early: cannot happen with drop_last
+            raise RuntimeError("epoch ended before its planned steps")
+        self.epoch += 1
+        self.step_in_epoch = 0
+        done = self.step == self.total_steps
+        record = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "lr": learning_rate(self.step - 1, self.total_steps, self.recipe.train),
+            "losses": steps.mean_losses(self.ranks),
+            "images_per_second": steps.count * self.images_per_step / max(elapsed, 1e-9),
+            "seconds": self.seconds,
+        }
+        every = self.recipe.eval.every
+        if not done and every and self.epoch % every == 0 and self.ranks.is_main:
+            record["eval"] = self._evaluate().epoch_metrics()
+        if not done:  # the epoch's line goes before its checkpoint: a kill between
+            self._log(record)  # the two repeats the epoch and drops the line on resume
+        if done or self.epoch % self.recipe.train.checkpoint_every == 0:
+            self.checkpoint()
+        return record
+
+    def _interrupt(self, stops: list[int]) -> NoReturn:
+        """Checkpoint at this step and stop: a signal asked for it (here or on another rank)."""
+        self.checkpoint()
+        cause = f"signal {stops[0]}" if stops else "a signal to another rank"
+        raise Interrupted(
+            f"stopped by {cause} at step {self.step}; checkpoint written; "
+            f"continue with: mihead run --resume {self.run_dir}"
+        )
 
     def _report(self, record: dict[str, Any]) -> dict[str, Any]:
         """The final evaluation: logged with the last epoch's ``record``, written, printed."""

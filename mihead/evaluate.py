@@ -92,12 +92,19 @@ class Evaluation:
     def matching(self, head: int) -> dict[int, int]:
         """Head ``head``'s cluster -> class map (Hungarian, the one its ACC is scored with:
         fitted on the protocol's images); a cluster left out has no class. Empty without
-        labels."""
+        labels. Computed once per head: the plots, assignments.csv and the gallery all ask."""
         if self.mappings is not None:
             return self.mappings[head]
         if self.labels is None:
             return {}
-        return best_matching(self.labels, self.assignments[head])
+        if head not in self._matchings:
+            self._matchings[head] = best_matching(self.labels, self.assignments[head])
+        return self._matchings[head]
+
+    @functools.cached_property
+    def _matchings(self) -> dict[int, dict[int, int]]:
+        """The cluster -> class maps :meth:`matching` has computed, by head."""
+        return {}
 
     @functools.cached_property
     def heads_nmi(self) -> np.ndarray:

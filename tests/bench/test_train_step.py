@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from benchhelp import load_bench
+from mihead.build import ObjectiveTerm
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_naive_loss_matches_batched_on_sharp_probabilities(bench: ModuleType) ->
     labels = torch.arange(batch) % k
     probs = torch.nn.functional.one_hot(labels, k).float().expand(heads, views, batch, k).clone()
     context = ObjectiveContext(heads=heads, views=views, clusters=k, overclusters=0, feature_channels={})
-    terms = [("iic", 1.0, IIC(IICParams(), context)), ("dhog_push", 0.05, DHOGPush(DHOGPushParams(), context))]
+    terms = [ObjectiveTerm("iic", 1.0, IIC(IICParams(), context)), ObjectiveTerm("dhog_push", 0.05, DHOGPush(DHOGPushParams(), context))]
     outputs = ModelOutputs(probs=probs, over_probs=None, features={})
     # pull: -log K; push: heads 2 and 3 each share log K with every earlier head -> (1/2 + 2/3) log K
     expected = -torch.log(torch.tensor(float(k))) * (1 - 0.05 * (1 / 2 + 2 / 3))

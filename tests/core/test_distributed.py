@@ -24,6 +24,7 @@ from torch import nn
 
 from corehelp import QUICKSTART, sets, subprocess_env
 from mihead import cli
+from mihead.build import ObjectiveTerm
 from mihead.contracts import (
     AugmenterParams,
     BatchAugmenter,
@@ -34,7 +35,7 @@ from mihead.contracts import (
     ObjectiveContext,
 )
 from mihead.data import make_view_source
-from mihead.distributed import Cluster, current, global_batch_mean
+from mihead.distributed import Ranks, current, global_batch_mean
 from mihead.engine import _LossTerms
 from mihead.errors import RecipeError
 from mihead.plugins import Registry
@@ -79,7 +80,7 @@ def loss_terms(objective: type[Objective]) -> _LossTerms:
     torch.manual_seed(0)
     context = ObjectiveContext(HEADS, VIEWS, K, K_OVER, feature_channels={"deep": 16, "shallow": 4})
     params = objective.Params(**PARAMS.get(objective.name, {}))
-    return _LossTerms(TinyHeads(), [(objective.name, 1.0, objective(params, context))])
+    return _LossTerms(TinyHeads(), [ObjectiveTerm(objective.name, 1.0, objective(params, context))])
 
 
 def loss_and_grads(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -100,10 +101,10 @@ def _rank_worker(
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     try:
-        cluster = current()
-        assert (cluster.rank, cluster.world_size) == (rank, world)
+        ranks = current()
+        assert (ranks.rank, ranks.world_size) == (rank, world)
         shard = x[:, rank * BATCH : (rank + 1) * BATCH]
-        results = {cls.name: loss_and_grads(cluster.wrap(loss_terms(cls)), shard) for cls in objectives}
+        results = {cls.name: loss_and_grads(ranks.wrap(loss_terms(cls)), shard) for cls in objectives}
         torch.save(results, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -152,27 +153,27 @@ def test_two_processes_give_the_loss_and_gradients_of_one_process_with_both_batc
                 assert_grads_close(rank_grads, grads, f"{cls.name}, rank {r} vs one process")
 
 
-def test_one_process_cluster_is_the_identity() -> None:
-    cluster = current()
-    assert cluster == Cluster() and cluster.is_main
+def test_one_process_ranks_are_the_identity() -> None:
+    ranks = current()
+    assert ranks == Ranks() and ranks.is_main
     module = nn.Linear(2, 2)
-    assert cluster.wrap(module) is module
-    assert cluster.from_main(lambda: 7) == 7
-    assert cluster.any(True) and not cluster.any(False)
+    assert ranks.wrap(module) is module
+    assert ranks.from_main(lambda: 7) == 7
+    assert ranks.any(True) and not ranks.any(False)
     values = torch.tensor([1.0, 4.0])
-    assert torch.equal(cluster.mean(values), values)
+    assert torch.equal(ranks.mean(values), values)
     assert torch.equal(global_batch_mean(values, 4), values / 4)
-    assert cluster.device(torch.device("cpu")) == torch.device("cpu")
-    assert Cluster(1, 2, 1).device(torch.device("cuda")) == torch.device("cuda", 1)
+    assert ranks.device(torch.device("cpu")) == torch.device("cpu")
+    assert Ranks(1, 2, 1).device(torch.device("cuda")) == torch.device("cuda", 1)
 
 
 def test_sync_batchnorm_converts_only_with_several_processes_on_cuda() -> None:
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
     keys = set(model.state_dict())
-    assert Cluster().sync_batchnorm(model, torch.device("cpu")) is model
+    assert Ranks().sync_batchnorm(model, torch.device("cpu")) is model
     with pytest.raises(RecipeError, match="sync_batchnorm"):
-        Cluster(0, 2).sync_batchnorm(model, torch.device("cpu"))
-    synced = Cluster(0, 2).sync_batchnorm(model, torch.device("cuda"))  # conversion needs no GPU
+        Ranks(0, 2).sync_batchnorm(model, torch.device("cpu"))
+    synced = Ranks(0, 2).sync_batchnorm(model, torch.device("cuda"))  # conversion needs no GPU
     assert isinstance(synced[1], nn.SyncBatchNorm) and set(synced.state_dict()) == keys
 
 

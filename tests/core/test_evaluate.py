@@ -19,7 +19,7 @@ from corehelp import QUICKSTART, TINY
 from mihead.build import build
 from mihead.contracts import Backbone, BackboneOutput, Head, HeadParams, ImageData, ImageSpec, Params
 from mihead.evaluate import Evaluation, assign_views, evaluate
-from mihead.metrics import head_result
+from mihead.metrics import best_matching, head_result
 from mihead.model import MultiHeadModel
 from mihead.protocol import resolve_protocol
 from mihead.recipe import load_recipe
@@ -106,6 +106,24 @@ def test_class_names_matching_and_confusion() -> None:
     assert beyond is not None and beyond.shape == (3, 3)  # a label beyond the names gets a row
     unlabelled = synthetic(labels=None)
     assert unlabelled.matching(0) == {} and unlabelled.confusion(0) is None
+
+
+def test_matching_is_computed_once_per_head(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plots, assignments.csv and the gallery each ask for a head's map: one Hungarian matching."""
+    import mihead.evaluate
+
+    expected = [best_matching(LABELS, a) for a in ASSIGNMENTS]
+    matched: list[int] = []
+
+    def counting(labels: np.ndarray, assignments: np.ndarray) -> dict[int, int]:
+        matched.append(next(h for h, a in enumerate(ASSIGNMENTS) if a is assignments or np.array_equal(a, assignments)))
+        return best_matching(labels, assignments)
+
+    monkeypatch.setattr(mihead.evaluate, "best_matching", counting)
+    evaluation = synthetic()
+    assert [evaluation.matching(h) for h in (1, 0, 1, 0, 0)] == [expected[1], expected[0], expected[1], expected[0], expected[0]]
+    assert matched == [1, 0]
+    assert evaluation.summary() == synthetic().summary()  # the cache is no field of what is recorded
 
 
 def test_heads_nmi_once_and_the_summary() -> None:

@@ -1,7 +1,8 @@
 """mihead.host_sync: the audit sees every kind of host sync, and no registered backbone, head or
-objective syncs the host in its forward and backward (a GPU step must never wait on the host;
-the audit runs at dispatch level, so CI checks this on the CPU). mihead.repeatable: none adds
-up in an order that depends on thread timing (a seeded CPU run must repeat under load)."""
+objective syncs the host in its forward and backward, nor does the engine's bookkeeping of a
+step (a GPU step must never wait on the host; the audit runs at dispatch level, so CI checks
+this on the CPU). mihead.repeatable: none adds up in an order that depends on thread timing (a
+seeded CPU run must repeat under load)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from mihead.engine import _EpochSteps
 from mihead.host_sync import host_syncs
 from mihead.plugins import Registered, load_registry
 from mihead.repeatable import racy_accumulations
@@ -42,6 +44,16 @@ def test_audit_passes_sync_free_code() -> None:
     first_bad = torch.full((), -1, dtype=torch.long)
     assert host_syncs(lambda: first_bad.masked_fill(~torch.isfinite(x.sum()), 7)) == []
     assert host_syncs(lambda: torch.where(x > 0, x, torch.zeros_like(x))) == []
+
+
+def test_an_epochs_bookkeeping_stays_on_the_device() -> None:
+    """Counting a step's loss terms (sums, first non-finite step) never waits on the host."""
+    steps = _EpochSteps({"a": 1.0, "b": 0.5}, torch.device("cpu"))
+    terms = {"a": torch.tensor(2.0), "b": torch.tensor(float("nan"))}
+    assert host_syncs(lambda: steps.add(terms, 7)) == []
+    assert [int(steps.first_bad["a"]), int(steps.first_bad["b"])] == [-1, 7]
+    steps.add({"a": torch.tensor(1.0), "b": torch.tensor(float("inf"))}, 8)
+    assert float(steps.sums["a"]) == 3.0 and int(steps.first_bad["b"]) == 7 and steps.count == 2
 
 
 def _backbone_step(entry: Registered) -> Callable[[], object]:

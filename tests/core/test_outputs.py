@@ -19,6 +19,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from corehelp import diverged_copy, error_line
 from mihead.evaluate import Evaluation
 from mihead.metrics import HeadResult, head_result
+from mihead.outputs import write_outputs
 from mihead.outputs.gallery import MAX_ROWS, gallery_pages, gallery_rows, thumb_side, write_gallery
 
 
@@ -153,6 +154,28 @@ def test_a_gallery_of_many_clusters_is_split_into_files_of_a_few_mb(tmp_path: Pa
     fewer = synthetic_evaluation(300, 10, labelled)
     assert len(write_gallery(tmp_path, fewer, images[:300], 0, 12)) == 1
     assert sorted(p.name for p in tmp_path.glob("gallery*.png")) == ["gallery.png"]
+
+
+def test_a_report_matches_each_shown_head_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The confusion plot, assignments.csv and the gallery share one Hungarian matching."""
+    import mihead.evaluate
+
+    calls: list[int] = []
+    matching = mihead.evaluate.best_matching
+
+    def counting(labels: np.ndarray, assignments: np.ndarray) -> dict[int, int]:
+        calls.append(len(assignments))
+        return matching(labels, assignments)
+
+    monkeypatch.setattr(mihead.evaluate, "best_matching", counting)
+    evaluation = synthetic_evaluation(300, 12, labelled=True)
+    images = np.zeros((300, 8, 8, 3), np.uint8)
+    write_outputs(tmp_path, evaluation, images, {})
+    assert calls == [300]  # head 0, shown and reported: once, for three files
+    assert evaluation.labels is not None
+    expected = matching(evaluation.labels, evaluation.assignments[0])
+    for row in read_csv(tmp_path / "assignments.csv"):  # ... and the same map as before
+        assert row["matched_class"] == (f"class {expected[int(row['cluster'])]}" if int(row["cluster"]) in expected else "")
 
 
 def test_grey_and_colour_images_are_shown_in_their_colours(tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ def built(name: str, *overrides: str) -> Built:
 def reached(b: Built, term: str, views: torch.Tensor) -> dict[str, bool]:
     """Which parameter groups get a non-zero gradient from ``term`` alone."""
     model = b.model
-    objectives = {n: o for n, _, o in b.objectives}
+    objectives = {term.name: term.module for term in b.objectives}
     for p in [*model.parameters(), *(q for o in objectives.values() for q in o.parameters())]:
         p.grad = None
     loss = objectives[term](model(views))
@@ -118,7 +118,7 @@ def test_dccm_terms_reach_their_parameters(name: str) -> None:
 def test_digits_terms_reach_the_heads_and_backbone() -> None:
     b = built(DIGITS, "objective.dccm_label.thres2=0.0")
     views = next(iter(b.source.train_batches(0)))
-    assert [n for n, _, _ in b.objectives] == ["dccm_graph", "dccm_label"]
+    assert [term.name for term in b.objectives] == ["dccm_graph", "dccm_label"]
     for term in ("dccm_graph", "dccm_label"):
         assert reached(b, term, views) == {"heads": True, "backbone": True, "objective": False}, term
 
@@ -135,7 +135,7 @@ def test_digits_recipe_runs_shrunk(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_dhog_dccm_terms_reach_the_heads() -> None:
     b = built(MIX, "objective.dccm_label.thres2=0.0", "backbone.final_copies=1", "augment.views=2")
     views = next(iter(b.source.train_batches(0)))
-    assert [n for n, _, _ in b.objectives] == ["iic", "dhog_push", "dccm_graph", "dccm_label"]
+    assert [term.name for term in b.objectives] == ["iic", "dhog_push", "dccm_graph", "dccm_label"]
     for term in ("iic", "dhog_push", "dccm_graph", "dccm_label"):
         got = reached(b, term, views)
         assert got["heads"] and got["backbone"], term
