@@ -8,26 +8,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from rich.text import Text  # noqa: E402
-
-from mihead.contracts import Augmenter  # noqa: E402
-from mihead.errors import MiheadError, RecipeError, UsageError, WriteError  # noqa: E402
-from mihead.help_texts import command_help, main_help  # noqa: E402
-from mihead.model import MultiHeadModel  # noqa: E402
-from mihead.plugins import Registry, load_registry  # noqa: E402
-from mihead.recipe import Recipe, load_recipe  # noqa: E402
-from mihead.run_directory import check_writable, load_run_recipe, require_run_directory  # noqa: E402
+from mihead.contracts import Augmenter
+from mihead.errors import MiheadError, RecipeError, UsageError, WriteError
+from mihead.help_texts import command_help, main_help
+from mihead.model import MultiHeadModel
+from mihead.plugins import Registry, load_registry
+from mihead.recipe import Recipe, load_recipe
+from mihead.run_directory import check_writable, load_run_recipe, require_run_directory
 
 __all__ = ["main"]
 

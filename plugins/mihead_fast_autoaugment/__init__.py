@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import random
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
     import albumentations as A
 
 __all__ = ["FastAutoAugment", "FastAutoAugmentParams"]
+
+# albumentations asks the internet for a newer release when it is imported (a delay, or a
+# warning, offline) unless this is set; the plugin imports it, so the plugin sets it first
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
 @dataclasses.dataclass(frozen=True)
