@@ -7,18 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from mihead.evaluate import Evaluation  # noqa: E402
-from mihead.files import write_atomically  # noqa: E402
-from mihead.training_log import CurvePoint, head_curves, learning_curve  # noqa: E402
+from mihead.evaluate import Evaluation
+from mihead.files import write_atomically
+from mihead.training_log import CurvePoint, head_curves, learning_curve
 
 __all__ = ["plot_confusion", "plot_heads", "plot_heads_nmi", "plot_training"]
 
@@ -31,7 +27,8 @@ def plot_heads(evaluation: Evaluation, path: Path) -> None:
     """Accuracy (when labelled) and NMI(z, z') of each head, the reported head marked."""
     heads = evaluation.heads
     x = np.arange(len(heads))
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(heads) + 2), 3.2), dpi=120)
+    fig = Figure(figsize=(max(4.0, 0.6 * len(heads) + 2), 3.2), dpi=120)
+    ax = fig.subplots()
     width = 0.4
     if heads[0].acc is not None:
         ax.bar(x - width / 2, [h.acc or 0.0 for h in heads], width, label="accuracy")
@@ -47,7 +44,6 @@ def plot_heads(evaluation: Evaluation, path: Path) -> None:
     ax.set_title("Per-head results")
     fig.tight_layout()
     _save(fig, path)
-    plt.close(fig)
 
 
 def plot_heads_nmi(evaluation: Evaluation, path: Path) -> None:
@@ -56,7 +52,8 @@ def plot_heads_nmi(evaluation: Evaluation, path: Path) -> None:
     table = evaluation.heads_nmi
     heads = len(table)
     side = 0.5 * heads + 2.2
-    fig, ax = plt.subplots(figsize=(side + 0.8, side), dpi=120)
+    fig = Figure(figsize=(side + 0.8, side), dpi=120)
+    ax = fig.subplots()
     image = ax.imshow(table, cmap="viridis", vmin=0, vmax=1)
     if heads <= 16:
         for i in range(heads):
@@ -72,7 +69,6 @@ def plot_heads_nmi(evaluation: Evaluation, path: Path) -> None:
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     _save(fig, path)
-    plt.close(fig)
 
 
 def plot_confusion(evaluation: Evaluation, path: Path) -> None:
@@ -85,7 +81,8 @@ def plot_confusion(evaluation: Evaluation, path: Path) -> None:
     table = table[:, order]
     norm = table / np.maximum(table.sum(1, keepdims=True), 1)
     n = table.shape[0]
-    fig, ax = plt.subplots(figsize=(0.45 * table.shape[1] + 2.5, 0.45 * n + 2), dpi=120)
+    fig = Figure(figsize=(0.45 * table.shape[1] + 2.5, 0.45 * n + 2), dpi=120)
+    ax = fig.subplots()
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     names = list(evaluation.classes) if len(evaluation.classes) == n else [str(i) for i in range(n)]
     ax.set_yticks(range(n), names, fontsize=7)
@@ -95,7 +92,6 @@ def plot_confusion(evaluation: Evaluation, path: Path) -> None:
     ax.set_title(f"Head {evaluation.selected} ({evaluation.selection})")
     fig.tight_layout()
     _save(fig, path)
-    plt.close(fig)
 
 
 def _per_head_once(scores: Axes, records: list[dict[str, Any]], point: CurvePoint, metric: str, name: str) -> None:
@@ -118,7 +114,8 @@ def plot_training(records: list[dict[str, Any]], path: Path) -> None:
     z') without labels) at each evaluated epoch, against minutes of training; with more than
     one evaluated epoch, each head's own curve in thin grey lines behind them, and with one,
     each head's score as a bar instead."""
-    fig, (losses, scores) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=120)
+    fig = Figure(figsize=(9, 3.2), dpi=120)
+    losses, scores = fig.subplots(1, 2)
     minutes = [r["seconds"] / 60 for r in records]
     for term in records[0]["losses"]:
         losses.plot(minutes, [r["losses"][term] for r in records], marker="o" if len(records) == 1 else None, ms=3, label=term)
@@ -148,4 +145,3 @@ def plot_training(records: list[dict[str, Any]], path: Path) -> None:
     scores.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     _save(fig, path)
-    plt.close(fig)
