@@ -52,8 +52,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from mihead.build import ObjectiveTerm, build_model, model_shape
 from mihead.contracts import ImageSpec, ModelOutputs
 from mihead.device import autocast
-from mihead.host_sync import host_syncs
 from mihead.model import MultiHeadModel
+from mihead.op_audit import host_syncs
 from mihead.optim import make_optimizer
 from mihead.plugins import load_registry
 from mihead.recipe import Recipe, load_recipe

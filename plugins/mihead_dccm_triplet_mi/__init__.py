@@ -159,7 +159,7 @@ class DCCMTripletMI(Objective[DCCMTripletMIParams]):
         partners = torch.cat([anchors, pairs.nearest, pairs.negative], 1)  # [V, 3B]
         rows = torch.arange(v, device=deep.device)[:, None] * b  # offsets of each view's samples
         # index_select, not s_emb[rows, partners]: its backward adds the repeated samples in a
-        # fixed order (mihead/repeatable.py)
+        # fixed order (mihead/op_audit.py)
         scores = self.discriminator.score(
             s_emb.flatten(0, 1).index_select(0, (rows + partners).flatten()),
             d_emb.flatten(0, 1).index_select(0, (rows + anchors.repeat(1, 3)).flatten()),

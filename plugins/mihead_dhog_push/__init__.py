@@ -56,7 +56,7 @@ def cross_head_mi(probs: torch.Tensor) -> torch.Tensor:
     head detached, for probs [H, V, B, K] -> [H, H, V] (zero on and above the diagonal)."""
     heads = probs.shape[0]
     later, earlier = torch.tril_indices(heads, heads, offset=-1, device=probs.device)
-    # index_select, not probs[later]: its backward adds the repeated heads in a fixed order (mihead/repeatable.py)
+    # index_select, not probs[later]: its backward adds the repeated heads in a fixed order (mihead/op_audit.py)
     mi = mutual_information(joint_table(probs.index_select(0, later), probs[earlier].detach()))  # [P, V]
     table = mi.new_zeros(heads, heads, mi.shape[-1])
     return table.index_put((later, earlier), mi)

@@ -27,7 +27,7 @@ def pairwise_view_mi(probs: torch.Tensor, lamb: float = 1.0) -> torch.Tensor:
     """MI of every pair of views (v < w) of every head, for probs [H, V, B, K] -> [H, P]."""
     views = probs.shape[1]
     first, second = torch.triu_indices(views, views, offset=1, device=probs.device)
-    # index_select, not probs[:, first]: its backward adds the repeated views in a fixed order (mihead/repeatable.py)
+    # index_select, not probs[:, first]: its backward adds the repeated views in a fixed order (mihead/op_audit.py)
     table = symmetrise(joint_table(probs.index_select(1, first), probs.index_select(1, second)))
     return mutual_information(table, lamb)
 

@@ -29,7 +29,7 @@ from mihead import cli
 from mihead.contracts import ModelOutputs, Objective, ObjectiveParams
 from mihead.device import autocast
 from mihead.engine import Trainer
-from mihead.host_sync import host_syncs
+from mihead.op_audit import host_syncs
 from mihead.plugins import Registry, load_registry
 from mihead.recipe import Recipe, load_recipe
 from mihead.testing import context_of, fake_outputs
@@ -96,7 +96,7 @@ def test_engine_steps_under_the_gpu_defaults(device: str, registry: Registry, ci
 @pytest.mark.parametrize("device", CUDA)
 def test_gpu_step_never_waits_on_the_host(device: str, registry: Registry, cifar10_root: Path, tmp_path: Path) -> None:
     """One engine step on the GPU, its views made by the masked batched augmentation: no
-    operation that makes the host wait (mihead.host_sync), the optimiser step included."""
+    operation that makes the host wait (mihead.op_audit), the optimiser step included."""
     run = trainer(dhog_recipe(registry, cifar10_root, f"train.device={device}"), tmp_path / "run")
     batches = run.built.source.train_batches(0)
     run._train_step(next(batches))  # the optimiser's state made, cuDNN's algorithms chosen

@@ -21,7 +21,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from mihead.contracts import ImageSpec
 from mihead.errors import DataError, RecipeError
-from mihead.host_sync import host_syncs
+from mihead.op_audit import host_syncs
 from mihead_fast_autoaugment import FastAutoAugment, FastAutoAugmentParams
 from mihead_fast_autoaugment.batched import BatchedPolicy, apply_op, crop_resize, cutout
 from mihead_fast_autoaugment.ops import FaaCutout, fixed_op, policy_op

@@ -1,7 +1,7 @@
-"""mihead.host_sync: the audit sees every kind of host sync, and no registered backbone, head or
+"""mihead.op_audit: the host-sync audit sees every kind of host sync, and no registered backbone, head or
 objective syncs the host in its forward and backward, nor does the engine's bookkeeping of a
 step (a GPU step must never wait on the host; the audit runs at dispatch level, so CI checks
-this on the CPU). mihead.repeatable: none adds up in an order that depends on thread timing (a
+this on the CPU), and none adds up in an order that depends on thread timing (a
 seeded CPU run must repeat under load)."""
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import pytest
 import torch
 
 from mihead.engine import _EpochSteps
-from mihead.host_sync import host_syncs
+from mihead.op_audit import host_syncs, racy_accumulations
 from mihead.plugins import Registered, load_registry
-from mihead.repeatable import racy_accumulations
 from mihead.testing import DEFAULT_IMAGE, check_params, context_of, fake_outputs
 
 TRAINED = sorted(
