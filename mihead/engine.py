@@ -27,6 +27,7 @@ from mihead.device import autocast, resolve_device
 from mihead.distributed import current
 from mihead.errors import MiheadError
 from mihead.evaluate import evaluate_run
+from mihead.gradients import backward
 from mihead.optim import learning_rate, make_optimizer
 from mihead.outputs import report, training_facts
 from mihead.recipe import Recipe
@@ -181,9 +182,8 @@ class Trainer:
             group["lr"] = lr
         with autocast(self.device, self.recipe.train.precision):
             terms = self.loss_terms(views)
-        loss = sum(weight * terms[name] for name, weight, _ in self.built.objectives)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        backward(terms, self.built.objectives, self.built.model)
         self.optimizer.step()
         return {name: t.detach() for name, t in terms.items()}
 

@@ -15,10 +15,16 @@ head-specific weights according to comparisons made with earlier heads. [...] wh
 the MI between z_{i=6} and those using z_{i!=6}, gradient back-propagation is allowed when
 i < 6 but not when i > 6." So in each pair (i, j < i) the earlier head's probabilities are
 detached: an earlier head is never pushed by a later one, and the first head gets no push
-gradient at all. The later head's gradient flows down its whole path, including the shared
-blocks: "Any branch of the DHOG architecture (input to any z_i) can be regarded as a single
-neural network", and Figure 1 draws the stops (red crosses) on the gradients with respect to
-the other head's z, not on the trunk. See docs/dhog.md.
+gradient at all.
+
+``reach``: how far down head i's path its push gradient goes. ``whole_path``: down the whole
+path, shared blocks included ("Any branch of the DHOG architecture (input to any z_i) can be
+regarded as a single neural network", and Figure 1 draws the stops, red crosses, on the
+gradients with respect to the other head's z, not on the trunk). ``head_specific``: only into
+the weights that belong to head i, its head module and the blocks the backbone declares as its
+attachment point's own (for ``dhog_resnet18``, its copy of block 4), the phrase "only updating
+head-specific weights" read literally; the shared blocks are then trained by the pull alone.
+The engine applies it (mihead/gradients.py); docs/dhog.md compares the two.
 
 Joint tables are not symmetrised: unlike two views of one head, (c_i, c_j) are two different
 variables, and (P + P^T)/2 would mix their marginals. MI(P) = MI(P^T), so the order of the
@@ -39,6 +45,7 @@ import torch
 
 from mihead import hookimpl
 from mihead.contracts import ModelOutputs, Objective, ObjectiveParams, param
+from mihead.contracts.plugin import PluginParams
 from mihead.mi import joint_table, mutual_information
 
 
@@ -48,6 +55,13 @@ class DHOGPushParams(ObjectiveParams):
         "head_index",
         "divide head i's summed cross-head MI by: head_index = i (eq. 4), comparisons = i - 1 (its mean over earlier heads)",
         choices=("head_index", "comparisons"),
+    )
+    reach: str = param(
+        "whole_path",
+        "where head i's push gradient goes: whole_path = down its whole path, shared blocks "
+        "included; head_specific = only its own weights (its head and the backbone blocks its "
+        "attachment point owns, e.g. its copy of block 4), the shared blocks left to the pull",
+        choices=("whole_path", "head_specific"),
     )
 
 
@@ -76,6 +90,10 @@ class DHOGPush(Objective):
     name = "dhog_push"
     Params = DHOGPushParams
     params: DHOGPushParams
+
+    @classmethod
+    def head_specific(cls, params: PluginParams) -> bool:
+        return isinstance(params, DHOGPushParams) and params.reach == "head_specific"
 
     def forward(self, outputs: ModelOutputs) -> torch.Tensor:
         return push(outputs.probs, self.params.scale)
