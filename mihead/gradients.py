@@ -34,10 +34,9 @@ def backward(terms: dict[str, torch.Tensor], objectives: list[tuple[str, float, 
         loss = torch.stack([t for t, _ in specific]).sum()
         grads = torch.autograd.grad(loss, inputs, retain_graph=bool(whole), allow_unused=True)
         for p, g in zip(inputs, grads, strict=True):
-            if g is None:
-                continue
-            if g.stride() != p.stride():  # in the parameter's own layout, as AccumulateGrad keeps it
-                g = torch.empty_like(p).copy_(g)
-            p.grad = g if p.grad is None else p.grad + g
+            if g is not None:  # None: a weight the term does not reach (allow_unused)
+                if g.stride() != p.stride():  # in the parameter's own layout, as AccumulateGrad keeps it
+                    g = torch.empty_like(p).copy_(g)
+                p.grad = g if p.grad is None else p.grad + g
     if whole:
         sum(whole).backward()  # type: ignore[union-attr]

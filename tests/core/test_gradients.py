@@ -14,39 +14,15 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from mihead.contracts import Backbone, BackboneOutput, Head, HeadParams, ImageSpec, Objective, ObjectiveContext, Params
+from corehelp import IMAGE_2PX, TrunkAndCopies
+from mihead.contracts import Head, HeadParams, Objective, ObjectiveContext, Params
 from mihead.distributed import current
 from mihead.engine import _LossTerms
 from mihead.gradients import backward
 from mihead.model import MultiHeadModel
 from mihead.plugins import load_registry
-from mihead.testing import check_backbone
 
 VIEWS, BATCH, K = 2, 8, 3
-IMAGE = ImageSpec(channels=1, size=2)
-
-
-class TrunkAndCopies(Backbone):
-    """Flat 2x2 images -> a shared linear trunk (attachment point 0) -> two linear copies
-    (points 1 and 2), each copy its point's own."""
-
-    name = "trunk_and_copies"
-
-    def __init__(self, params: Params, image: ImageSpec) -> None:
-        super().__init__(params, image)
-        self.trunk = nn.Linear(4, 6)
-        self.copies = nn.ModuleList(nn.Linear(6, 6) for _ in range(2))
-
-    @property
-    def attach_channels(self) -> list[int]:
-        return [6, 6, 6]
-
-    def owned_parameters(self) -> list[list[nn.Parameter]]:
-        return [[], *[list(c.parameters()) for c in self.copies]]
-
-    def forward(self, images: torch.Tensor) -> BackboneOutput:
-        f = torch.tanh(self.trunk(images.flatten(1)))
-        return BackboneOutput(attach=[f, *[torch.tanh(c(f)) for c in self.copies]])
 
 
 class LinearHead(Head):
@@ -62,7 +38,7 @@ class LinearHead(Head):
 
 def _model() -> MultiHeadModel:
     torch.manual_seed(0)
-    backbone = TrunkAndCopies(Params(), IMAGE)
+    backbone = TrunkAndCopies(Params(), IMAGE_2PX)
     return MultiHeadModel(backbone, [LinearHead(HeadParams(), 6, K) for _ in range(3)], [], 1)
 
 
@@ -86,10 +62,6 @@ def _step(module: nn.Module, model: MultiHeadModel, objectives: list[tuple[str, 
 
 def _views(seed: int = 1, batch: int = BATCH) -> torch.Tensor:
     return torch.rand(VIEWS, batch, 1, 2, 2, generator=torch.Generator().manual_seed(seed))
-
-
-def test_the_declared_backbone_keeps_the_contract() -> None:
-    check_backbone(TrunkAndCopies, Params(), IMAGE, batch=4)
 
 
 def test_head_specific_term_adds_only_to_the_heads_own_weights() -> None:
