@@ -17,7 +17,10 @@ Prints, as Markdown, with mean +- sample standard deviation over seeds:
 * DHOG's Table 2 form: NMI(z, z') of the unsupervised head on the training data (the fitting
   split's scores when the protocol fits on the training split, else the scored split's when
   it is the training data; "n/a" when the run never scored its training images);
-* the mean NMI between every two heads' assignments (summary.json ``heads_nmi``).
+* the mean NMI between every two heads' assignments (summary.json ``heads_nmi``);
+* each head's ACC (mean over seeds), and each loss term as logged for the last epoch
+  (metrics.jsonl: e.g. ``iic``, minus the pull's MI, and ``dhog_push``, the heads' summed
+  cross-head MI, logged at weight 0 too), the terms early in training at a CPU budget.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import numpy as np
 from mihead import cli
 from mihead.plugins import load_registry
 from mihead.recipe import load_recipe
+from mihead.training_log import read_log
 
 __all__ = ["Setting", "main", "parse_setting", "training_nmi_zz"]
 
@@ -95,6 +99,8 @@ def _run(recipe: Path, run_dir: Path, overrides: list[str]) -> dict[str, Any]:
         if code != 0:
             raise SystemExit(f"ablation: the run in {run_dir} failed with exit status {code}")
     summary: dict[str, Any] = json.loads(summary_file.read_text())
+    records = [record for _, record in read_log(run_dir)]
+    summary["last_losses"] = records[-1]["losses"] if records else {}  # in memory only
     return summary
 
 
@@ -116,6 +122,13 @@ def tables(results: dict[str, list[dict[str, Any]]]) -> str:
         between = _mean_std([_mean_off_diagonal(s["heads_nmi"]) for s in runs])
         chosen = " ".join(str(s["selected_head"]) for s in runs)
         lines.append(f"| {name} | {zz} | {between} | {chosen} |")
+    terms = sorted({t for runs in results.values() for s in runs for t in s["last_losses"]})
+    lines += ["", "Each head's ACC (mean over seeds) and the terms logged for the last epoch:", "",
+              f"| setting | ACC of heads 0, 1, ... | {' | '.join(terms)} |", "|---|---|" + "---|" * len(terms)]  # fmt: skip
+    for name, runs in results.items():
+        per_head = " ".join(f"{np.mean([s['heads'][h]['acc'] for s in runs]):.3f}" for h in range(len(runs[0]["heads"])))
+        values = [_mean_std([s["last_losses"].get(t) for s in runs]) for t in terms]
+        lines.append(f"| {name} | {per_head if runs[0]['acc'] is not None else 'n/a'} | {' | '.join(values)} |")
     protocols = sorted({s.get("protocol", "") for runs in results.values() for s in runs})
     seconds = [s["seconds"] for runs in results.values() for s in runs]
     lines += ["", f"protocol: {'; '.join(protocols)}", f"{len(seconds)} runs, training {np.sum(seconds) / 60:.1f} minutes in all"]

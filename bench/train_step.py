@@ -30,7 +30,10 @@ forward+loss+backward of the mihead step is audited for operations that force a 
 step time, images/s (images = batch) and views/s, peak memory (CUDA: max_memory_allocated;
 CPU: the process's peak RSS so far), and the FLOPs of one forward+backward (counted with
 FlopCounterMode) as a fraction of the GPU's dense bf16 peak, or as GFLOP/s on CPU; then the
-epoch that the mihead step time gives (50,000 images / batch steps, without data loading). On
+epoch that the mihead step time gives (50,000 images / batch steps, without data loading). The
+mihead step is then timed again with the push's other ``reach`` (``whole_path`` or
+``head_specific``, mihead/gradients.py), from the same initial weights, and the ratio of the
+two step times printed: what keeping the push out of the shared blocks costs. On
 CUDA, the largest batch whose mihead step fits is then found by doubling until out-of-memory
 (``--max-batch 0`` skips it: with ``--compile`` every new batch size is a recompilation).
 """
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import gc
 import resource
 import sys
@@ -52,6 +56,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mihead.build import ObjectiveTerm, build_model, model_shape
 from mihead.contracts import ImageSpec, ModelOutputs
 from mihead.device import autocast
+from mihead.gradients import backward
 from mihead.model import MultiHeadModel
 from mihead.op_audit import host_syncs
 from mihead.optim import make_optimizer
@@ -173,24 +178,39 @@ class Step:
         params = list(model.parameters()) + [p for term in objectives for p in term.module.parameters()]
         self.optimizer = make_optimizer(params, recipe.train)
 
-    def loss(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The augmentation if any, the forward pass and the loss (what the engine's view
-        source, ``_LossTerms`` and sum compute)."""
+    def backward(self, inputs: torch.Tensor) -> None:
+        """The augmentation if any, the forward pass, the loss and its backward pass (what the
+        engine's view source, ``_LossTerms`` and :func:`mihead.gradients.backward` compute;
+        the baseline: its naive loss's plain backward)."""
         views = self.augment(inputs) if self.augment is not None else inputs
         if self.channels_last and views.ndim == 4:  # as the engine: 5-D views stay as they are
             views = views.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.precision):
             outputs = self.forward(views)
-            if self.naive:
-                return naive_loss(outputs, self.objectives)
-            return batched_loss(outputs, self.objectives)
+            terms = {"naive": naive_loss(outputs, self.objectives)} if self.naive else {t.name: t.module(outputs) for t in self.objectives}
+        if self.naive:
+            terms["naive"].backward()
+        else:
+            backward(terms, self.objectives, self.model)
 
     def __call__(self, inputs: torch.Tensor) -> None:
         torch.backends.cudnn.benchmark = self.cudnn_benchmark  # a process-wide switch: set per step
-        loss = self.loss(inputs)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.backward(inputs)
         self.optimizer.step()
+
+
+def push_reach(objectives: Terms) -> str:
+    """The ``reach`` of the ``dhog_push`` term."""
+    return next(str(t.module.params.reach) for t in objectives if t.module.name == "dhog_push")
+
+
+def with_reach(objectives: Terms, reach: str) -> Terms:
+    """``objectives`` with the ``dhog_push`` term rebuilt at ``reach`` (weights unchanged)."""
+    return [
+        dataclasses.replace(t, module=type(t.module)(dataclasses.replace(t.module.params, reach=reach), t.module.context)) if t.module.name == "dhog_push" else t
+        for t in objectives
+    ]
 
 
 def synchronise(device: torch.device) -> None:
@@ -202,7 +222,7 @@ def audit_syncs(step: Step, inputs: torch.Tensor) -> list[str]:
     """Host-syncing operations in one eager (augmentation +) forward + loss + backward of ``step``. The
     optimiser is left out: Adam keeps its step count on the host (torch's default when not
     ``capturable``), so its ``.item()`` reads host memory and does not wait for the device."""
-    seen = host_syncs(lambda: step.loss(inputs).backward())
+    seen = host_syncs(lambda: step.backward(inputs))
     step.optimizer.zero_grad(set_to_none=True)
     return seen
 
@@ -211,7 +231,7 @@ def count_flops(step: Step, inputs: torch.Tensor) -> int:
     """FLOPs of one forward + loss + backward (matrix products and convolutions)."""
     counter = FlopCounterMode(display=False)
     with counter:
-        step.loss(inputs).backward()
+        step.backward(inputs)
     step.optimizer.zero_grad(set_to_none=True)
     return counter.get_total_flops()
 
@@ -373,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     model, objectives = build_model(recipe, augmenter, shape, device)
     naive_model = copy.deepcopy(model)  # the same initial weights
+    reach_model = copy.deepcopy(model)
     naive_objectives = copy.deepcopy(objectives)
     v, s = augmenter.num_views, augmenter.output.size
     views = torch.rand(v, args.batch, augmenter.output.channels, s, s, device=device)
@@ -444,6 +465,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     label = f"mihead ({'bf16 autocast' if bf16 else 'fp32'}, batched MI, channels_last {on(channels_last)}, cudnn.benchmark {on(cudnn_benchmark)}, compile {on(args.compile)})"
     fast_s = report(label, fast, inputs, v, flops, args.warmup, args.steps)
     print(f"speed-up mihead / baseline: {base_s / fast_s:.2f}x")
+    recipe_reach = push_reach(objectives)
+    other = "head_specific" if recipe_reach == "whole_path" else "whole_path"
+    switched = with_reach(objectives, other)
+    other_flops = count_flops(step(copy.deepcopy(reach_model), switched, naive=False, tuned=False, compile=False), inputs)
+    other_step = step(reach_model, switched, naive=False, tuned=True, compile=args.compile)
+    other_s = report(f"mihead, dhog_push reach = {other} (the recipe's: {recipe_reach})", other_step, inputs, v, other_flops, args.warmup, args.steps)
+    seconds = {recipe_reach: fast_s, other: other_s}
+    gflops = {recipe_reach: flops / 1e9, other: other_flops / 1e9}
+    print(
+        f"dhog_push reach: step head_specific / whole_path {seconds['head_specific'] / seconds['whole_path']:.2f}x "
+        f"({seconds['head_specific'] * 1e3:,.1f} / {seconds['whole_path'] * 1e3:,.1f} ms; "
+        f"{gflops['head_specific']:,.2f} / {gflops['whole_path']:,.2f} GFLOP)"
+    )
+    del other_step, reach_model
     steps = CIFAR_TRAIN // args.batch
     what = "augmentation included" if augment else "views given: no augmentation"
     print(f"epoch at this step time: {steps} steps ({CIFAR_TRAIN:,} images / batch {args.batch}) x {fast_s * 1e3:,.1f} ms = {steps * fast_s:,.1f} s ({what}; no data loading)")

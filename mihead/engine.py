@@ -26,6 +26,7 @@ from mihead.distributed import Ranks, current
 from mihead.errors import MiheadError
 from mihead.evaluate import Evaluation, evaluate_run
 from mihead.finite import NumericalError, first_non_finite
+from mihead.gradients import backward
 from mihead.memory import OutOfMemory, reporting_out_of_memory
 from mihead.optim import learning_rate, make_optimizer
 from mihead.outputs import report, training_facts
@@ -273,9 +274,8 @@ class Trainer:
             group["lr"] = lr
         with autocast(self.device, self.recipe.train.precision):
             terms = self.loss_terms(views)
-        loss = sum(term.weight * terms[term.name] for term in self.built.objectives)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        backward(terms, self.built.objectives, self.built.model)
         self.optimizer.step()
         return {name: t.detach() for name, t in terms.items()}
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from mihead.contracts import Backbone, Head, ModelOutputs
+from mihead.errors import RecipeError
 
 __all__ = ["MultiHeadModel"]
 
@@ -35,6 +36,20 @@ class MultiHeadModel(nn.Module):
     @property
     def num_heads(self) -> int:
         return len(self.heads)
+
+    def head_parameters(self) -> list[list[nn.Parameter]]:
+        """Per main head, the weights that belong to it alone: its head module's, and the
+        backbone parameters its attachment point owns (``Backbone.owned_parameters``) when it
+        is the only main head on that point (several heads on one point share its blocks).
+        Its overclustering twin is not included: it is trained by the pull, not compared."""
+        owned = self.backbone.owned_parameters()
+        if owned is None:
+            raise RecipeError(
+                f"backbone {self.backbone.name!r} does not declare which parameters belong to each "
+                "attachment point, so a head-specific gradient cannot be told from a shared one"
+            )
+        point = [owned[i // self.per_attachment] if self.per_attachment == 1 else [] for i in range(self.num_heads)]
+        return [[*head.parameters(), *own] for head, own in zip(self.heads, point, strict=True)]
 
     def forward(self, views: torch.Tensor) -> ModelOutputs:
         """Outputs for views [V, B, C, H, W]; every head sees every view."""

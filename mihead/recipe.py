@@ -371,6 +371,11 @@ def _check_coherence(recipe: Recipe) -> None:
                 f"feature(s) {', '.join(missing)}, which backbone {backbone.name!r} does not "
                 f"provide (it provides: {provides})"
             )
+        if objective.head_specific(table.params) and not backbone.declares_owned():
+            raise RecipeError(
+                f"{path}: [{_objective_label(i)}] {objective.name!r} asks for a head-specific gradient, "
+                f"but backbone {backbone.name!r} does not declare which parameters belong to each attachment point"
+            )
 
 
 def _parse_value(text: str) -> Any:

@@ -164,7 +164,33 @@ def check_backbone(
     total = sum(t.float().mean() for t in [*out.attach, *out.features.values()])
     total.backward()
     _require(_has_gradient(list(net.parameters())), cls, "no gradient reaches the parameters")
+    _check_owned(cls, net, images)
     return out
+
+
+def _check_owned(cls: type[Backbone], net: Backbone, images: torch.Tensor) -> None:
+    """``owned_parameters``: None exactly when the class does not override it; else one list per
+    attachment point of the backbone's own parameters, no parameter in two lists, each point's
+    features reached by its own parameters' gradient and by no other point's."""
+    owned = net.owned_parameters()
+    _require((owned is not None) == cls.declares_owned(), cls, "owned_parameters() returns None although the class overrides it, or the reverse")
+    if owned is None:
+        return
+    out = net(images)
+    _require(len(owned) == len(out.attach), cls, f"owned_parameters() has {len(owned)} lists for {len(out.attach)} attachment points")
+    ids = [id(p) for own in owned for p in own]
+    _require(len(ids) == len(set(ids)), cls, "a parameter is owned by two attachment points (or listed twice)")
+    _require(set(ids) <= {id(p) for p in net.parameters()}, cls, "owned_parameters() lists a parameter that is not the backbone's")
+    for i, t in enumerate(out.attach):
+        for j, own in enumerate(owned):
+            if not own:
+                continue
+            grads = torch.autograd.grad(t.float().mean(), own, retain_graph=True, allow_unused=True)
+            reached = any(g is not None and bool(g.abs().sum() > 0) for g in grads)
+            if i == j:
+                _require(reached, cls, f"attach[{i}] does not depend on the parameters it owns")
+            else:
+                _require(not reached, cls, f"attach[{i}] depends on parameters owned by attachment point {j}")
 
 
 def check_head(

@@ -39,6 +39,11 @@ class Backbone(Plugin[ParamsT], nn.Module, ABC):
 
     ``provides`` names the extra features it returns, declared on the class so that a recipe
     whose objective needs a missing one fails at ``mihead check``, before anything is built.
+
+    :meth:`owned_parameters` says which parameters belong to one attachment point alone (DHOG's
+    head-specific weights, e.g. a copy of the final block); a backbone that does not override
+    it declares nothing, and an objective that asks for head-specific gradients
+    (:meth:`Objective.head_specific`) is refused with it at ``mihead check``.
     """
 
     kind: ClassVar[str] = "backbone"
@@ -54,6 +59,17 @@ class Backbone(Plugin[ParamsT], nn.Module, ABC):
     @abstractmethod
     def attach_channels(self) -> list[int]:
         """Channels C_i of each attachment point, in the order of ``BackboneOutput.attach``."""
+
+    def owned_parameters(self) -> list[list[nn.Parameter]] | None:
+        """Per attachment point, in the order of ``BackboneOutput.attach``, the parameters that
+        only that point's features depend on (its own copy of a block; an empty list for a
+        point on the shared trunk); every other parameter is shared. None: not declared."""
+        return None
+
+    @classmethod
+    def declares_owned(cls) -> bool:
+        """Whether the class declares :meth:`owned_parameters` (overrides it)."""
+        return cls.owned_parameters is not Backbone.owned_parameters
 
     @abstractmethod
     def forward(self, images: torch.Tensor) -> BackboneOutput:

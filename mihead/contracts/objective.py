@@ -67,6 +67,9 @@ class Objective(Plugin[ParamsT], nn.Module, ABC):
     ``requires`` names the backbone features the term reads from ``ModelOutputs.features``.
     An objective is an ``nn.Module``: parameters it owns (e.g. a discriminator) are trained
     with the model, and it can be used as an ordinary loss outside mihead's engine.
+
+    :meth:`head_specific` says whether the term's gradient reaches only the heads' own weights
+    (see :func:`mihead.gradients.backward`); by default it reaches every parameter.
     """
 
     kind: ClassVar[str] = "objective"
@@ -77,6 +80,15 @@ class Objective(Plugin[ParamsT], nn.Module, ABC):
         nn.Module.__init__(self)
         self.params = params
         self.context = context
+
+    @classmethod
+    def head_specific(cls, params: ObjectiveParams) -> bool:
+        """Whether, with ``params``, the term's gradient is to reach only the weights that
+        belong to one head (its head module and the backbone parameters that the backbone
+        declares as its attachment point's own, :meth:`Backbone.owned_parameters`) and never
+        the shared ones. A class method of the parameters, so that ``mihead check`` can refuse
+        a backbone that declares no owned parameters before anything is built."""
+        return False
 
     @abstractmethod
     def forward(self, outputs: ModelOutputs) -> torch.Tensor:

@@ -15,10 +15,19 @@ head-specific weights according to comparisons made with earlier heads. [...] wh
 the MI between z_{i=6} and those using z_{i!=6}, gradient back-propagation is allowed when
 i < 6 but not when i > 6." So in each pair (i, j < i) the earlier head's probabilities are
 detached: an earlier head is never pushed by a later one, and the first head gets no push
-gradient at all. The later head's gradient flows down its whole path, including the shared
-blocks: "Any branch of the DHOG architecture (input to any z_i) can be regarded as a single
-neural network", and Figure 1 draws the stops (red crosses) on the gradients with respect to
-the other head's z, not on the trunk. See docs/dhog.md.
+gradient at all.
+
+``reach``: how far down head i's path its push gradient goes. ``head_specific`` (the default):
+only into the weights that belong to head i, its head module and the blocks the backbone
+declares as its attachment point's own (for ``dhog_resnet18``, its copy of block 4), as the
+paper says: "There are shared model weights (ResNet blocks 1, 2, and 3) and head-specific
+weights (the MLP layers and ResNet blocks 4 to 8)" and the hierarchy "is induced by only
+updating head-specific weights"; the shared blocks are trained by the pull alone.
+``whole_path``: down the whole path, shared blocks included ("Any branch of the DHOG
+architecture (input to any z_i) can be regarded as a single neural network"; Figure 1 draws
+the stops on the gradients with respect to the other head's z). mihead's engine applies it
+(mihead/gradients.py); a hand-written loop that calls ``backward()`` on this term itself gets
+``whole_path``. docs/dhog.md compares the two.
 
 Joint tables are not symmetrised: unlike two views of one head, (c_i, c_j) are two different
 variables, and (P + P^T)/2 would mix their marginals. MI(P) = MI(P^T), so the order of the
@@ -49,6 +58,14 @@ class DHOGPushParams(ObjectiveParams):
         "divide head i's summed cross-head MI by: head_index = i (eq. 4), comparisons = i - 1 (its mean over earlier heads)",
         choices=("head_index", "comparisons"),
     )
+    reach: str = param(
+        "head_specific",
+        "where head i's push gradient goes: head_specific = only its own weights (its head and "
+        "the backbone blocks its attachment point owns, e.g. its copy of block 4), the shared "
+        "blocks left to the pull (the paper's text; 1.4x the step time of dhog_resnet18); "
+        "whole_path = down its whole path, shared blocks included",
+        choices=("head_specific", "whole_path"),
+    )
 
 
 def cross_head_mi(probs: torch.Tensor) -> torch.Tensor:
@@ -75,6 +92,10 @@ class DHOGPush(Objective[DHOGPushParams]):
     """+MI_push over the main heads in hierarchy order (minimised: pushes heads apart)."""
 
     name = "dhog_push"
+
+    @classmethod
+    def head_specific(cls, params: ObjectiveParams) -> bool:
+        return isinstance(params, DHOGPushParams) and params.reach == "head_specific"
 
     def forward(self, outputs: ModelOutputs) -> torch.Tensor:
         return push(outputs.probs, self.params.scale)

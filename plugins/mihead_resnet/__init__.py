@@ -114,6 +114,11 @@ class DHOGResNet18(Backbone[DHOGResNetParams]):
     def attach_channels(self) -> list[int]:
         return list(self._channels)
 
+    def owned_parameters(self) -> list[list[nn.Parameter]]:
+        """Blocks 1-3 (and the stem) are shared; each copy of the final block is its point's."""
+        early: list[list[nn.Parameter]] = [[] for _ in self.blocks] if self.params.attach_early else []
+        return early + [list(final.parameters()) for final in self.finals]
+
     def forward(self, images: torch.Tensor) -> BackboneOutput:
         x = self.stem(self.normalise(images))
         early = []

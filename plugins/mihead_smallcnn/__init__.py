@@ -79,6 +79,12 @@ class SmallCNN(Backbone[SmallCNNParams]):
     def attach_channels(self) -> list[int]:
         return list(self._channels)
 
+    def owned_parameters(self) -> list[list[nn.Parameter]]:
+        """The earlier layers are shared; each copy of the last layer (and its dense layer)
+        is its point's."""
+        early: list[list[nn.Parameter]] = [[] for _ in self.convs] if self.params.attach_early else []
+        return early + [list(final.parameters()) for final in self.finals]
+
     def forward(self, images: torch.Tensor) -> BackboneOutput:
         x, early = images, []
         for layer in self.convs:

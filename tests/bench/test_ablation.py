@@ -1,5 +1,6 @@
 """bench/ablation.py: settings parsed, the training data's NMI(z, z') found under each
-protocol, and a tiny ablation run (two settings, two seeds) whose tables come from its runs."""
+protocol, and a tiny ablation run (two settings, two seeds) whose tables, the logged terms'
+included, come from its runs."""
 
 from __future__ import annotations
 
@@ -63,6 +64,13 @@ def test_tiny_ablation(bench: ModuleType, tmp_path: Path, capsys: pytest.Capture
         zz = [r["heads"][r["selected_head"]]["nmi_zz"] for r in runs]  # digits: trained and scored on all
         assert f"| {name} | {np.mean(zz):.4f} ± {np.std(zz, ddof=1):.4f} | {np.mean(between):.4f} ± {np.std(between, ddof=1):.4f} |" in out
     assert "protocol: split: mapping fitted and head chosen on all" in out
+    assert "| setting | ACC of heads 0, 1, ... | dhog_push | iic |" in out
+    for s, name in ((0, "alpha = 0.05"), (1, "alpha = 0")):
+        logs = [(tmp_path / f"setting{s}" / f"seed{seed}" / "metrics.jsonl").read_text().splitlines() for seed in (0, 1)]
+        last = [json.loads(lines[-1])["losses"] for lines in logs]
+        per_head = " ".join(f"{np.mean([summaries[(s, seed)]['heads'][h]['acc'] for seed in (0, 1)]):.3f}" for h in range(5))
+        cells = [f"{np.mean(v):.4f} ± {np.std(v, ddof=1):.4f}" for v in ([t[k] for t in last] for k in ("dhog_push", "iic"))]
+        assert f"| {name} | {per_head} | {' | '.join(cells)} |" in out
     # a second call reads the runs back instead of training them again
     mtimes = {p: p.stat().st_mtime for p in tmp_path.rglob("summary.json")}
     assert bench.main(args) == 0

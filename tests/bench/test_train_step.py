@@ -41,6 +41,9 @@ def test_tiny_run_prints_every_field(bench: ModuleType, capsys: pytest.CaptureFi
         for field in (r"step [\d.,]+ ms", r"[\d.,]+ images/s", r"[\d.,]+ views/s", r"peak memory [\d.,]+ MiB", r"[\d.,]+ GFLOP/s"):
             assert re.search(field, line), (field, line)
     assert re.search(r"speed-up mihead / baseline: [\d.]+x", out)
+    assert re.search(r"^mihead, dhog_push reach = whole_path \(the recipe's: head_specific\): step [\d.,]+ ms", out, re.M)
+    ratio = re.search(r"dhog_push reach: step head_specific / whole_path ([\d.]+)x \(.* ms; ([\d.]+) / ([\d.]+) GFLOP\)", out)
+    assert ratio and float(ratio[2]) > float(ratio[3])  # the push's second backward pass is counted
     assert re.search(r"epoch at this step time: 12500 steps \(50,000 images / batch 4\) x [\d.,]+ ms = [\d.,]+ s \(views given", out)
     assert "largest batch: skipped on CPU" in out
     assert "augmentation: none in the step (random views)" in out

@@ -1,4 +1,5 @@
-"""Helpers of the core tests: a tiny digits recipe and ways to run the CLI."""
+"""Helpers of the core tests: a tiny digits recipe, ways to run the CLI, and a tiny backbone
+in DHOG's shape."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from torch import nn
+
+from mihead.contracts import Backbone, BackboneOutput, ImageSpec, Params
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "recipes" / "quickstart.toml"
@@ -125,3 +130,29 @@ def diverged_copy(run_dir: Path, to: Path) -> Path:
     state["model"][name].fill_(float("nan"))
     torch.save(state, to / "checkpoint.pt")
     return to
+
+
+IMAGE_2PX = ImageSpec(channels=1, size=2)
+
+
+class TrunkAndCopies(Backbone):
+    """Flat 2x2 images -> a shared linear trunk (attachment point 0) -> two linear copies
+    (points 1 and 2), each copy its point's own."""
+
+    name = "trunk_and_copies"
+
+    def __init__(self, params: Params, image: ImageSpec) -> None:
+        super().__init__(params, image)
+        self.trunk = nn.Linear(4, 6)
+        self.copies = nn.ModuleList(nn.Linear(6, 6) for _ in range(2))
+
+    @property
+    def attach_channels(self) -> list[int]:
+        return [6, 6, 6]
+
+    def owned_parameters(self) -> list[list[nn.Parameter]]:
+        return [[], *[list(c.parameters()) for c in self.copies]]
+
+    def forward(self, images: torch.Tensor) -> BackboneOutput:
+        f = torch.tanh(self.trunk(images.flatten(1)))
+        return BackboneOutput(attach=[f, *[torch.tanh(c(f)) for c in self.copies]])

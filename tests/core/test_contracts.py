@@ -8,11 +8,13 @@ import dataclasses
 
 import pytest
 import torch
+from torch import nn
 
+from corehelp import IMAGE_2PX, TrunkAndCopies
 from mihead.contracts import ModelOutputs, Objective, ObjectiveParams, param
 from mihead.errors import DataError
 from mihead.plugins import Registered, load_registry
-from mihead.testing import check_plugin
+from mihead.testing import ContractError, check_backbone, check_plugin
 
 ENTRIES = sorted(load_registry(strict=False).entries(), key=lambda e: (e.kind, e.name))
 
@@ -78,3 +80,34 @@ def test_a_plugin_that_binds_one_type_and_sets_another_is_refused() -> None:
         class _Both(Objective[_ScaleParams]):
             name = "both"
             Params = ObjectiveParams
+
+
+class SharedTrunkClaimed(TrunkAndCopies):
+    def owned_parameters(self) -> list[list[nn.Parameter]]:
+        return [list(self.trunk.parameters()), *[list(c.parameters()) for c in self.copies]]
+
+
+class CopiesSwapped(TrunkAndCopies):
+    def owned_parameters(self) -> list[list[nn.Parameter]]:
+        return [[], list(self.copies[1].parameters()), list(self.copies[0].parameters())]
+
+
+class OneListShort(TrunkAndCopies):
+    def owned_parameters(self) -> list[list[nn.Parameter]]:
+        return [list(c.parameters()) for c in self.copies]
+
+
+@pytest.mark.parametrize(
+    ("cls", "broken"),
+    [
+        (SharedTrunkClaimed, "attach\\[1\\] depends on parameters owned by attachment point 0"),
+        (CopiesSwapped, "attach\\[1\\] does not depend on the parameters it owns"),
+        (OneListShort, "owned_parameters\\(\\) has 2 lists for 3 attachment points"),
+    ],
+)
+def test_a_wrong_owned_parameters_declaration_breaks_the_contract(cls: type[TrunkAndCopies], broken: str) -> None:
+    """The declaration every registered backbone's check verifies (test_contract): each point's
+    own parameters feed that point's features and no other's."""
+    check_backbone(TrunkAndCopies, image=IMAGE_2PX)
+    with pytest.raises(ContractError, match=broken):
+        check_backbone(cls, image=IMAGE_2PX)

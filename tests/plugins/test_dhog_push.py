@@ -1,13 +1,22 @@
-"""dhog_push: value against explicit joint tables in numpy, gradient stopping, bf16."""
+"""dhog_push: value against explicit joint tables in numpy, gradient stopping, bf16, and where
+its gradient goes in DHOG's networks under each ``reach``."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from mihead.contracts import ModelOutputs, ObjectiveContext
+from mihead.build import ObjectiveTerm, build_model, model_shape
+from mihead.contracts import ImageSpec, ModelOutputs, ObjectiveContext
+from mihead.errors import RecipeError
+from mihead.gradients import backward
 from mihead.mi import joint_table, mutual_information
+from mihead.model import MultiHeadModel
+from mihead.plugins import load_registry
+from mihead.recipe import load_recipe
 from mihead_dhog_push import DHOGPush, DHOGPushParams, push
 
 
@@ -104,3 +113,87 @@ def test_comparisons_scale_divides_by_the_number_of_earlier_heads() -> None:
     got = DHOGPush(params, ctx)(ModelOutputs(probs=probs, over_probs=None, features={}))
     assert got.item() == pytest.approx(expected, rel=1e-5)
     assert got.item() > push(probs).item()  # dividing by i - 1 < i
+
+
+# --- reach: where the push's gradient goes in a real model ----------------------------------
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+# DHOG's two networks, small: smallcnn in DHOG's shape (digits) and dhog_resnet18 at width 1/8
+NETWORKS = {
+    "smallcnn": (RECIPES / "dhog_digits.toml", ImageSpec(channels=1, size=8), 10, []),
+    "dhog_resnet18": (RECIPES / "dhog_cifar10.toml", ImageSpec(channels=3, size=32), 10, ["backbone.width=0.125", "augment.size=16"]),
+}
+
+
+def _model(network: str, reach: str) -> tuple[MultiHeadModel, list[ObjectiveTerm], torch.Tensor]:
+    """The recipe's model, objectives (push at ``reach``) and a batch of its views."""
+    path, image, clusters, sets = NETWORKS[network]
+    recipe = load_recipe(path, load_registry(), [*sets, f"objective.dhog_push.reach={reach}"])
+    augmenter = recipe.augment.cls(recipe.augment.params, image)
+    torch.manual_seed(0)
+    shape = model_shape(recipe, augmenter, torch.device("cpu"), classes=clusters)
+    assert shape is not None
+    model, objectives = build_model(recipe, augmenter, shape, torch.device("cpu"))
+    size = augmenter.output.size
+    return model, objectives, torch.rand(augmenter.num_views, 24, image.channels, size, size)
+
+
+def _gradients(network: str, reach: str, terms: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Every model parameter's gradient (zeros where none) from one step of the ``terms``
+    named, through the engine's backward pass (mihead.gradients.backward)."""
+    model, objectives, views = _model(network, reach)
+    outputs = model(views)
+    chosen = [t for t in objectives if t.name in terms]
+    backward({t.name: t.module(outputs) for t in chosen}, chosen, model)
+    return {n: torch.zeros_like(p) if p.grad is None else p.grad for n, p in model.named_parameters()}
+
+
+def _own_names(network: str) -> list[set[str]]:
+    """Per main head, the names of the parameters that belong to it (head_parameters)."""
+    model = _model(network, "head_specific")[0]
+    names = {id(p): n for n, p in model.named_parameters()}
+    return [{names[id(p)] for p in own} for own in model.head_parameters()]
+
+
+def _norm(grads: dict[str, torch.Tensor], names: set[str]) -> float:
+    return float(sum(grads[n].double().square().sum() for n in names))
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_head_specific_push_reaches_only_the_heads_own_weights(network: str) -> None:
+    own = _own_names(network)
+    grads = _gradients(network, "head_specific", ("dhog_push",))
+    shared = set(grads) - set().union(*own)
+    assert shared and all(torch.count_nonzero(grads[n]) == 0 for n in shared)  # exactly zero
+    assert _norm(grads, own[0]) == 0  # the first head is never pushed
+    for i, names in enumerate(own[1:], 1):
+        assert _norm(grads, names) > 0, f"head {i} gets no push gradient"
+    copies = [names - {n for n in names if n.startswith("heads.")} for names in own]
+    assert sum(bool(c) for c in copies) == 5  # the five final-block copies are their heads' own
+    assert all(_norm(grads, c) > 0 for c in copies if c)
+    # whole_path, for contrast: the push reaches the shared blocks through the later heads
+    assert _norm(_gradients(network, "whole_path", ("dhog_push",)), shared) > 0
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_the_pull_trains_everything_and_the_push_adds_only_to_head_weights(network: str) -> None:
+    own = set().union(*_own_names(network))
+    pull = _gradients(network, "head_specific", ("iic",))
+    push_only = _gradients(network, "head_specific", ("dhog_push",))
+    both = _gradients(network, "head_specific", ("iic", "dhog_push"))
+    shared = set(pull) - own
+    assert _norm(pull, shared) > 0
+    for name in shared:  # the pull's gradient, untouched by the push
+        assert torch.equal(both[name], pull[name]), name
+    for name in own:  # the pull's gradient plus the (weighted) push's
+        torch.testing.assert_close(both[name], pull[name] + push_only[name], rtol=1e-5, atol=1e-9)
+
+
+def test_reach_is_refused_with_a_backbone_that_declares_no_owned_parameters(tmp_path: Path) -> None:
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(
+        '[data]\nname = "digits"\n[augment]\nname = "small_affine"\nsize = 16\n[backbone]\nname = "dccm_cnn"\n'
+        '[head]\nname = "mlp"\n[[objective]]\nname = "iic"\n[[objective]]\nname = "dhog_push"\nreach = "head_specific"\n'
+    )
+    with pytest.raises(RecipeError, match=r"\[objective.1\] 'dhog_push' asks for a head-specific gradient, but backbone 'dccm_cnn' does not"):
+        load_recipe(recipe, load_registry())
+    assert load_recipe(recipe, load_registry(), ["objective.dhog_push.reach=whole_path"])  # the other reading needs nothing

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from mihead.contracts import ImageSpec
+from mihead.testing import check_backbone
 from mihead_smallcnn import SmallCNN, SmallCNNParams
 
 
@@ -32,5 +33,8 @@ def test_dhog_shape_heads_at_depths_and_on_final_copies() -> None:
     assert [a.shape for a in out.attach] == [(5, c) for c in net.attach_channels]
     weights = [final[0][0].weight for final in net.finals]
     assert not torch.equal(weights[0], weights[1]) and not torch.equal(out.attach[2], out.attach[3])
+    owned = net.owned_parameters()  # for DHOG's push: each copy is its point's own, the rest shared
+    assert [len(o) for o in owned] == [0, 0, 3, 3, 3] and owned[2] == list(net.finals[0].parameters())
+    check_backbone(SmallCNN, net.params, ImageSpec(1, 8))  # which verifies the declaration
     single = SmallCNN(SmallCNNParams(widths=[4, 6, 8], pool_after=[0, 1], features=0), ImageSpec(1, 8))
     assert single.attach_channels == [8 * 2 * 2]
