@@ -63,15 +63,13 @@ def main() -> None:
     ap.add_argument("--isa", nargs="+", default=["native"], choices=sorted(ISA))
     ap.add_argument("--max-steps", type=int, default=0, help="stop each run after this many steps (0 = the recipe's 400)")
     args = ap.parse_args()
-    rows = []
+    print(HEADER, flush=True)  # then each row as its run ends, so a stopped grid keeps what it measured
     with tempfile.TemporaryDirectory(prefix="quickstart_spread_") as tmp:
-        for seed in args.seeds:
+        for n, seed in enumerate(args.seeds):  # a seed given twice runs twice: a check that it repeats
             for threads in args.threads:
                 for isa in args.isa:
-                    out = Path(tmp) / f"s{seed}-t{threads}-{isa}"
-                    rows.append(row(seed, threads, isa, run(seed, threads, isa, args.max_steps, out)))
-    print(HEADER)
-    print("\n".join(rows))
+                    out = Path(tmp) / f"{n}-s{seed}-t{threads}-{isa}"
+                    print(row(seed, threads, isa, run(seed, threads, isa, args.max_steps, out)), flush=True)
 
 
 if __name__ == "__main__":
