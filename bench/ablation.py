@@ -39,7 +39,7 @@ import numpy as np
 from mihead import cli
 from mihead.plugins import load_registry
 from mihead.recipe import load_recipe
-from mihead.training_log import read_log
+from mihead.run_directory import read_metrics
 
 __all__ = ["Setting", "main", "parse_setting", "training_nmi_zz"]
 
@@ -99,7 +99,7 @@ def _run(recipe: Path, run_dir: Path, overrides: list[str]) -> dict[str, Any]:
         if code != 0:
             raise SystemExit(f"ablation: the run in {run_dir} failed with exit status {code}")
     summary: dict[str, Any] = json.loads(summary_file.read_text())
-    records = [record for _, record in read_log(run_dir)]
+    records = [record for _, record in read_metrics(run_dir)]
     summary["last_losses"] = records[-1]["losses"] if records else {}  # in memory only
     return summary
 

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from mihead.outputs import plots
 from mihead.outputs.plots import plot_training
-from mihead.run_directory import read_metrics as read_log
+from mihead.run_directory import read_metrics
 from mihead.training_log import CurvePoint, head_curves, learning_curve
 
 
@@ -26,12 +26,12 @@ def record(epoch: int, accs: list[float | None] | None, selected: int = 0) -> di
     return line
 
 
-def test_read_log_skips_a_line_cut_short(tmp_path: Path) -> None:
+def test_read_metrics_skips_a_line_cut_short(tmp_path: Path) -> None:
     lines = [json.dumps(record(1, None)), json.dumps(record(2, [0.3, 0.4]))]
     (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + '\n{"epoch": 3, "st')
-    assert [r for _, r in read_log(tmp_path)] == [record(1, None), record(2, [0.3, 0.4])]
-    assert [line for line, _ in read_log(tmp_path)] == lines
-    assert read_log(tmp_path / "absent") == []
+    assert [r for _, r in read_metrics(tmp_path)] == [record(1, None), record(2, [0.3, 0.4])]
+    assert [line for line, _ in read_metrics(tmp_path)] == lines
+    assert read_metrics(tmp_path / "absent") == []
 
 
 def test_learning_curve_keeps_evaluated_epochs_with_reported_and_best_heads() -> None:
@@ -65,7 +65,6 @@ def test_a_run_evaluated_once_draws_each_heads_score_as_a_bar(
 ) -> None:
     drawn: list[Figure] = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig))
-    monkeypatch.setattr(plots.plt, "close", lambda fig: None)
     plot_training([record(1, accs, selected=1)], tmp_path / "training.png")
     losses, scores = drawn[0].axes
     assert all(line.get_marker() == "o" for line in losses.lines)  # one epoch: a dot per term, not an invisible line
