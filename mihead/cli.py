@@ -76,7 +76,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             console = Console(stderr=True, quiet=True)
         if args.resume:
             state = ranks.from_main(lambda: _resume_state(run_dir, console))
-            console.print(f"resuming [bold]{run_dir}[/] at step {state['step']}", highlight=False)
+            console.print(f"resuming [bold]{run_dir}[/] at step {state['step']}", highlight=False, soft_wrap=True)  # a path to copy: never broken across lines
             trainer = Trainer(recipe, run_dir, console)
             trainer.load_state(state)
             ranks.from_main(lambda: record_resume(run_dir, recipe, args.set, trainer.step))
@@ -88,7 +88,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                 if ranks.is_main:
                     discard_unstarted(run_dir)
                 raise
-            console.print(f"run directory: [bold]{run_dir}[/]", highlight=False)
+            console.print(f"run directory: [bold]{run_dir}[/]", highlight=False, soft_wrap=True)
         try:
             trainer.fit()
         except WriteError as exc:
@@ -100,7 +100,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                     raise type(exc)(f"{exc}; its run directory {run_dir} was removed") from None
             raise
         if ranks.is_main:
-            Console().print(f"run directory: [bold]{run_dir}[/]", highlight=False)
+            Console().print(f"run directory: [bold]{run_dir}[/]", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -216,7 +216,7 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
         write_csv(sys.stdout, columns)
     else:
         write_csv_file(out, columns)
-        Console().print(f"{len(predictions.paths)} images assigned by head {head}: [bold]{out}[/]", highlight=False)  # a result: stdout
+        Console().print(f"{len(predictions.paths)} images assigned by head {head}: [bold]{out}[/]", highlight=False, soft_wrap=True)  # a result: stdout
     return 0
 
 
