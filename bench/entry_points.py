@@ -57,7 +57,10 @@ def write_dist_info(target: Path, pyproject: Path = PYPROJECT) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
+    if args in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
+    if len(args) != 1 or args[0].startswith("-"):
         print(__doc__, file=sys.stderr)
         return 2
     print(write_dist_info(Path(args[0])))
