@@ -18,12 +18,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mihead.contracts import Augmenter
 from mihead.errors import MiheadError, RecipeError, UsageError, WriteError
 from mihead.help_texts import command_help, main_help
-from mihead.model import MultiHeadModel
 from mihead.plugins import Registry, load_registry
-from mihead.recipe import Recipe, load_recipe
+from mihead.recipe import load_recipe
 from mihead.run_directory import check_writable, load_run_recipe, require_run_directory
 
 __all__ = ["main"]
@@ -106,6 +104,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
     from mihead.build import build_declared
+    from mihead.memory import training_fit
 
     recipe = load_recipe(args.recipe, _registry(console), args.set)
     for message in recipe.warnings():
@@ -118,7 +117,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
         shape, augmenter, model = built
         size = sum(p.numel() for p in model.parameters())
         what = f"built for {shape.image.size} px x {shape.image.channels} channel images: {model.num_heads} heads of {shape.clusters} clusters, {size:,} parameters"
-        memory, shortfall = _memory_text(recipe, model, augmenter)
+        memory, shortfall = training_fit(recipe.train, model, augmenter)
         what += f"; {memory}"
     Console().print(
         f"{args.recipe}: ok (data {recipe.data.entry.name}, backbone {recipe.backbone.entry.name}, "
@@ -128,34 +127,6 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     if built is not None and shortfall:
         _warn(console, shortfall)
     return 0
-
-
-def _gib(n: int) -> str:
-    """``n`` bytes in GiB, or MiB below one GiB."""
-    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
-
-
-def _memory_text(recipe: Recipe, model: MultiHeadModel, augmenter: Augmenter) -> tuple[str, str]:
-    """What a training step of ``recipe`` needs (``model`` fed ``augmenter``'s views) against
-    what its device has, and a warning ('' when it fits or the device's memory is unknown)."""
-    from mihead.device import resolve_device
-    from mihead.memory import SHRINK, available_bytes, estimate
-
-    out = augmenter.output
-    need = estimate(model, recipe.train, augmenter.num_views, out.channels, out.size)
-    device = resolve_device(recipe.train.device)
-    has = available_bytes(device)
-    where = "CUDA device's memory" if device.type == "cuda" else "CPU's available RAM"
-    text = (
-        f"training needs about {_gib(need.total)} (weights, gradients and {recipe.train.optimizer} state "
-        f"{_gib(need.weights)}, activations of a batch of {recipe.train.batch_size} {_gib(need.activations)})"
-    )
-    if has is None:
-        return text, ""
-    text += f" of the {where}, {_gib(has)}"
-    if need.total <= has:
-        return text, ""
-    return text, f"training needs about {_gib(need.total)}, more than the {where} ({_gib(has)}): {SHRINK}"
 
 
 def cmd_eval(args: argparse.Namespace, console: Console) -> int:

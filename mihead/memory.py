@@ -15,11 +15,13 @@ from contextlib import contextmanager
 
 import torch
 
+from mihead.contracts import Augmenter
+from mihead.device import resolve_device
 from mihead.errors import MiheadError
 from mihead.model import MultiHeadModel
 from mihead.recipe import TrainParams
 
-__all__ = ["MemoryEstimate", "OutOfMemory", "allocation_failure", "available_bytes", "estimate", "reporting_out_of_memory"]
+__all__ = ["MemoryEstimate", "OutOfMemory", "allocation_failure", "available_bytes", "estimate", "reporting_out_of_memory", "training_fit"]
 
 SHRINK = "lower train.batch_size, head.clusters, head.overclusters or the backbone's widths"
 """What a recipe can shrink when it does not fit (the keys every recipe has or most share)."""
@@ -115,3 +117,29 @@ def available_bytes(device: torch.device) -> int | None:
     except OSError:
         return None
     return None
+
+
+def _gib(n: int) -> str:
+    """``n`` bytes in GiB, or MiB below one GiB."""
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
+
+
+def training_fit(train: TrainParams, model: MultiHeadModel, augmenter: Augmenter) -> tuple[str, str]:
+    """What a training step of ``train`` needs (``model`` fed ``augmenter``'s views) against
+    what its device has, for ``mihead check``, and a warning ('' when it fits or the device's
+    memory is unknown)."""
+    out = augmenter.output
+    need = estimate(model, train, augmenter.num_views, out.channels, out.size)
+    device = resolve_device(train.device)
+    has = available_bytes(device)
+    where = "CUDA device's memory" if device.type == "cuda" else "CPU's available RAM"
+    text = (
+        f"training needs about {_gib(need.total)} (weights, gradients and {train.optimizer} state "
+        f"{_gib(need.weights)}, activations of a batch of {train.batch_size} {_gib(need.activations)})"
+    )
+    if has is None:
+        return text, ""
+    text += f" of the {where}, {_gib(has)}"
+    if need.total <= has:
+        return text, ""
+    return text, f"training needs about {_gib(need.total)}, more than the {where} ({_gib(has)}): {SHRINK}"
