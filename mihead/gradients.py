@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from mihead.build import ObjectiveTerm
+from mihead.contracts import Objective
 from mihead.model import MultiHeadModel
 
 __all__ = ["backward"]
@@ -26,8 +27,13 @@ def backward(terms: dict[str, torch.Tensor], objectives: list[ObjectiveTerm], mo
     respect to everything. The head-specific part goes into ``.grad`` first, so that a
     data-parallel wrapper, which averages each gradient as the second pass accumulates it,
     averages the sum."""
-    whole = [t.weight * terms[t.name] for t in objectives if not t.module.head_specific(t.module.params)]
-    specific = [(t.weight * terms[t.name], t.module) for t in objectives if t.module.head_specific(t.module.params) and t.weight != 0]
+    whole: list[torch.Tensor] = []
+    specific: list[tuple[torch.Tensor, Objective]] = []
+    for t in objectives:
+        if not t.module.head_specific(t.module.params):
+            whole.append(t.weight * terms[t.name])
+        elif t.weight != 0:
+            specific.append((t.weight * terms[t.name], t.module))
     if specific:
         own = [p for head in model.head_parameters() for p in head if p.requires_grad]
         inputs = own + [p for _, o in specific for p in o.parameters() if p.requires_grad]
