@@ -1,8 +1,9 @@
 """The abstract plugin classes and what each takes and gives."""
 
-from mihead.contracts.augmenter import Augmenter, AugmenterParams, BatchAugmenter, ImageAugmenter
+from mihead.contracts.augmenter import Augmenter, AugmenterParams, BatchAugmenter, EmbeddingAugmenter, ImageAugmenter
 from mihead.contracts.backbone import Backbone, BackboneOutput
 from mihead.contracts.dataset import OPTIONAL_KEYS, Dataset, DatasetParams, ImageData
+from mihead.contracts.encoder import FrozenEncoder, FrozenEncoderParams
 from mihead.contracts.head import Head, HeadParams
 from mihead.contracts.image import ImageSpec
 from mihead.contracts.objective import ModelOutputs, Objective, ObjectiveContext, ObjectiveParams
@@ -28,7 +29,10 @@ __all__ = [
     "BackboneOutput",
     "BatchAugmenter",
     "Dataset",
+    "EmbeddingAugmenter",
     "DatasetParams",
+    "FrozenEncoder",
+    "FrozenEncoderParams",
     "Head",
     "HeadParams",
     "ImageAugmenter",

@@ -14,7 +14,7 @@ from mihead.contracts.image import ImageSpec
 from mihead.contracts.params import Params, param
 from mihead.contracts.plugin import Plugin
 
-__all__ = ["Augmenter", "AugmenterParams", "BatchAugmenter", "ImageAugmenter"]
+__all__ = ["Augmenter", "AugmenterParams", "BatchAugmenter", "EmbeddingAugmenter", "ImageAugmenter"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,3 +76,37 @@ class BatchAugmenter(Augmenter[ParamsT]):
     @abstractmethod
     def eval_batch(self, images: torch.Tensor) -> torch.Tensor:
         """The deterministic evaluation view of uint8 [B, C, H, W] images, float in [0, 1]."""
+
+
+class EmbeddingAugmenter(Augmenter[ParamsT]):
+    """Views of a frozen encoder's cached embeddings (:class:`mihead.contracts.FrozenEncoder`):
+    each view of a sample is a row of its split's embedding table, so training never runs the
+    encoder.
+
+    The table of a split of N images is [(1 + copies) * N, D]: rows ``0..N-1`` are the images'
+    plain embeddings (the evaluation view), and rows ``c * N + i`` for ``c`` in ``1..copies``
+    the embedding of augmentation ``c`` of image ``i``, made once by :meth:`augment` and
+    cached. ``output`` is unused (the model's input is the embedding).
+    """
+
+    @property
+    def copies(self) -> int:
+        """How many augmented encodings of each image the views need (0: the plain ones alone)."""
+        return 0
+
+    def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One random augmentation of each uint8 image [B, C, H, W] on the device, uint8 of the
+        same shape, from ``generator`` (keyed per copy and batch by the core); called only when
+        :attr:`copies` is above 0."""
+        raise NotImplementedError(f"augmenter {self.name!r} makes no augmented copies")
+
+    @abstractmethod
+    def prepare(self, embeddings: torch.Tensor) -> torch.Tensor | None:
+        """What the views of one split need computed once from its plain embeddings float
+        [N, D] on the device (e.g. each one's nearest neighbours, int64 [N, k]), or None."""
+
+    @abstractmethod
+    def view_rows(self, index: torch.Tensor, prepared: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
+        """The table rows int64 [V, B] of ``num_views`` random views of the samples ``index``
+        (int64 [B] in ``0..n-1``, on the device), with ``prepared`` the split's
+        :meth:`prepare` result; all randomness from ``generator``."""

@@ -66,6 +66,11 @@ class Backbone(Plugin[ParamsT], nn.Module, ABC):
         point on the shared trunk); every other parameter is shared. None: not declared."""
         return None
 
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one input of :meth:`forward` (without the batch): [C, H, W] of the views
+        it is built for, ``self.image``; a frozen encoder's is its embedding, [D]."""
+        return (self.image.channels, self.image.size, self.image.size)
+
     @classmethod
     def declares_owned(cls) -> bool:
         """Whether the class declares :meth:`owned_parameters` (overrides it)."""
