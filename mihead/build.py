@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -12,12 +12,16 @@ import torch
 from mihead.contracts import (
     Augmenter,
     Dataset,
+    EmbeddingAugmenter,
+    FrozenEncoder,
     ImageData,
     ImageSpec,
     Objective,
     ObjectiveContext,
 )
-from mihead.data import ViewSource, views_on_device
+from mihead.data import ViewBatches, ViewSource, views_on_device
+from mihead.embeddings import encode_split
+from mihead.encoded_views import EncodedViews
 from mihead.errors import DataError, RecipeError
 from mihead.memory import reporting_out_of_memory
 from mihead.model import MultiHeadModel
@@ -47,7 +51,7 @@ class Built:
     train_data: ImageData
     eval_data: ImageData
     augmenter: Augmenter
-    source: ViewSource
+    source: ViewBatches
     model: MultiHeadModel
     objectives: list[ObjectiveTerm]
     device: torch.device
@@ -100,9 +104,11 @@ def _term_names(recipe: Recipe) -> list[str]:
     return names
 
 
-def build(recipe: Recipe, device: torch.device, rank: int = 0, world_size: int = 1) -> Built:
+def build(recipe: Recipe, device: torch.device, rank: int = 0, world_size: int = 1, *, say: Callable[[str], None] = print) -> Built:
     """Load the splits and build augmenter, model and objectives on ``device``; the training
-    batches are those of process ``rank`` of ``world_size`` (see mihead/data.py)."""
+    batches are those of process ``rank`` of ``world_size`` (see mihead/data.py). With a frozen
+    encoder, the splits are encoded first (or read from the embedding cache; ``say`` tells why
+    a cache entry is filled again) and training reads their embeddings (mihead/encoded_views.py)."""
     torch.manual_seed(recipe.run.seed)
     dataset: Dataset = recipe.data.cls(recipe.data.params)
     limit = recipe.data.params.limit
@@ -124,20 +130,31 @@ def build(recipe: Recipe, device: torch.device, rank: int = 0, world_size: int =
             f"dataset {dataset.name!r} split {train_split!r} {named}, so head.clusters cannot default to its "
             "class count; set head.clusters to the number of clusters wanted (at least 2)"
         )
-    source = ViewSource(
-        train_data.images,
-        augmenter,
-        on_device=shape.views_on_device,
-        original_view=recipe.augment.core.original_view,
-        batch_size=recipe.train.batch_size,
-        num_workers=recipe.train.num_workers,
-        seed=recipe.run.seed,
-        device=device,
-        rank=rank,
-        world_size=world_size,
-    )
-
     model, objectives = build_model(recipe, augmenter, shape, device)
+    source: ViewBatches
+    if isinstance(model.backbone, FrozenEncoder):
+        assert isinstance(augmenter, EmbeddingAugmenter)  # the recipe loader pairs them
+        splits = {id(d.images): d for d in (train_data, eval_data, fit_data)}
+        tables = {
+            key: encode_split(model.backbone, d.images, augmenter, ids=d.sample_ids(), seed=recipe.run.seed, device=device, say=say)
+            for key, d in splits.items()
+        }
+        source = EncodedViews(
+            tables, train_data.images, augmenter, batch_size=recipe.train.batch_size, seed=recipe.run.seed, device=device, rank=rank, world_size=world_size
+        )
+    else:
+        source = ViewSource(
+            train_data.images,
+            augmenter,
+            on_device=shape.views_on_device,
+            original_view=recipe.augment.core.original_view,
+            batch_size=recipe.train.batch_size,
+            num_workers=recipe.train.num_workers,
+            seed=recipe.run.seed,
+            device=device,
+            rank=rank,
+            world_size=world_size,
+        )
     return Built(train_data, eval_data, augmenter, source, model, objectives, device, fit_data, protocol, shape)
 
 
@@ -189,7 +206,7 @@ def build_model(
     model = MultiHeadModel(backbone, heads, over_heads, per).to(device)
 
     with torch.no_grad(), _building("backbone"):
-        probe = torch.zeros(1, 2, augmenter.output.channels, augmenter.output.size, augmenter.output.size, device=device)
+        probe = torch.zeros(1, 2, *backbone.input_shape(), device=device)
         was = model.training
         model.eval()
         features = model(probe).features

@@ -25,7 +25,7 @@ exactly as without the option, so only view 0 changes; evaluation batches are un
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Sampler
 from mihead.contracts import Augmenter, BatchAugmenter, ImageAugmenter
 from mihead.errors import DataError
 
-__all__ = ["ViewSource", "eval_view_batches", "make_view_source", "views_on_device"]
+__all__ = ["EVAL_EPOCH", "ViewBatches", "ViewSource", "derive_seed", "eval_view_batches", "make_view_source", "permutation", "rank_chunks", "too_few", "views_on_device"]
 
 EVAL_EPOCH = 2**31 - 1  # the key of the fixed random views used for nmi_zz at evaluation
 
@@ -43,12 +43,12 @@ def _seed_words(*keys: int) -> list[int]:
     return [k % 2**32 for k in keys]
 
 
-def _derive_seed(*keys: int) -> int:
+def derive_seed(*keys: int) -> int:
     """A 63-bit seed mixed from integer keys, the same in every process."""
     return int(np.random.SeedSequence(_seed_words(*keys)).generate_state(1, np.uint64)[0] >> 1)
 
 
-def _too_few(n: int, batch_size: int, world_size: int) -> str:
+def too_few(n: int, batch_size: int, world_size: int) -> str:
     """Why ``n`` training images cannot make one batch of ``batch_size`` for each of
     ``world_size`` processes, and what to change: the batch when it can shrink, the data when
     even the smallest batch (train.batch_size is at least 2) does not fit."""
@@ -121,16 +121,16 @@ class _EpochOrder(Sampler[tuple[int, int]]):
         return (self.n // (self.batch_size * self.world_size) - self.start) * self.batch_size
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        chunks = _rank_chunks(_permutation(self.n, self.seed, self.epoch), self.batch_size, self.rank, self.world_size)
+        chunks = rank_chunks(permutation(self.n, self.seed, self.epoch), self.batch_size, self.rank, self.world_size)
         return iter([(self.epoch, int(i)) for i in chunks[self.start :].flatten()])
 
 
-def _permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(_derive_seed(seed, epoch))
+def permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(derive_seed(seed, epoch))
     return torch.randperm(n, generator=g)
 
 
-def _rank_chunks(order: torch.Tensor, batch_size: int, rank: int, world_size: int) -> torch.Tensor:
+def rank_chunks(order: torch.Tensor, batch_size: int, rank: int, world_size: int) -> torch.Tensor:
     """Rank ``rank``'s batch of every step [steps, batch_size] of an epoch's ``order``: chunk
     ``rank`` of each global batch of ``world_size * batch_size`` images (a partial last global
     batch is dropped)."""
@@ -146,6 +146,23 @@ def _to_float_views(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def _hwc_to_chw(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).contiguous()
+
+
+class ViewBatches(Protocol):
+    """What training and evaluation read views from: :class:`ViewSource` (made from images) or
+    :class:`mihead.encoded_views.EncodedViews` (read from a frozen encoder's embeddings)."""
+
+    steps_per_epoch: int
+
+    def train_batches(self, epoch: int, skip: int = 0) -> Iterator[torch.Tensor]:
+        """This rank's views of epoch ``epoch`` [V, B, ...] on the device, one per step, after
+        the first ``skip`` steps."""
+        ...
+
+    def eval_batches(self, images: np.ndarray, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """For each batch of ``images``: the evaluation views [B, ...] and two fixed random
+        views [2, B, ...], on the device, in order."""
+        ...
 
 
 class ViewSource:
@@ -166,7 +183,7 @@ class ViewSource:
         world_size: int = 1,
     ) -> None:
         if len(images) < batch_size * world_size:
-            raise DataError(_too_few(len(images), batch_size, world_size))
+            raise DataError(too_few(len(images), batch_size, world_size))
         self.images = images
         self.augmenter = augmenter
         self.on_device = on_device
@@ -205,15 +222,15 @@ class ViewSource:
     def _device_generator(self, epoch: int, chunk: int) -> torch.Generator:
         """The generator of one chunk's augmentations (a step's, with one process), keyed so
         that a resumed run repeats them."""
-        return torch.Generator(device=self.device).manual_seed(_derive_seed(self.seed, epoch, chunk))
+        return torch.Generator(device=self.device).manual_seed(derive_seed(self.seed, epoch, chunk))
 
     def train_batches(self, epoch: int, skip: int = 0) -> Iterator[torch.Tensor]:
         """This rank's views of epoch ``epoch``: float [V, B, C, H, W] on the device, one per
         step, after the first ``skip`` steps (done before a resumed checkpoint)."""
         if self.on_device:
             assert isinstance(self.augmenter, BatchAugmenter)
-            order = _permutation(len(self.images), self.seed, epoch).to(self.device)
-            chunks = _rank_chunks(order, self.batch_size, self.rank, self.world_size)
+            order = permutation(len(self.images), self.seed, epoch).to(self.device)
+            chunks = rank_chunks(order, self.batch_size, self.rank, self.world_size)
             for s in range(skip, self.steps_per_epoch):
                 chunk = self._device_images[chunks[s]]
                 key = s * self.world_size + self.rank

@@ -12,7 +12,7 @@ import torch
 
 from mihead.build import Built
 from mihead.contracts import ImageData
-from mihead.data import ViewSource
+from mihead.data import ViewBatches
 from mihead.device import autocast
 from mihead.finite import NumericalError
 from mihead.metrics import HeadResult, best_matching, confusion, head_result, heads_nmi, select_head
@@ -145,7 +145,7 @@ class Evaluation:
 
 
 def _assign(
-    model: MultiHeadModel, source: ViewSource, images: np.ndarray, batch_size: int, precision: str
+    model: MultiHeadModel, source: ViewBatches, images: np.ndarray, batch_size: int, precision: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every main head's clusters of ``images``: of the evaluation views int64 [H, N], their
     probabilities float32 [H, N], and of two fixed random views int64 [H, 2, N]."""
@@ -165,7 +165,7 @@ def _score(
 
 def evaluate(
     model: MultiHeadModel,
-    source: ViewSource,
+    source: ViewBatches,
     data: ImageData,
     *,
     batch_size: int,

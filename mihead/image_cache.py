@@ -39,15 +39,15 @@ AUTO = "auto"
 FORMAT = 1  # bump when the decoding or the entry's layout changes
 
 
-def cache_folder(setting: str) -> Path | None:
-    """The folder a ``data.cache`` setting names: None for "" (no cache); for "auto",
-    ``$XDG_CACHE_HOME/mihead/images``, or ``~/.cache/mihead/images`` without that variable;
-    otherwise the folder given (``~`` expanded)."""
+def cache_folder(setting: str, kind: str = "images") -> Path | None:
+    """The folder a cache setting (``data.cache``, ``backbone.cache``) names: None for "" (no
+    cache); for "auto", ``$XDG_CACHE_HOME/mihead/KIND``, or ``~/.cache/mihead/KIND`` without
+    that variable; otherwise the folder given (``~`` expanded)."""
     if not setting:
         return None
     if setting == AUTO:
         base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        return Path(base) / "mihead" / "images"
+        return Path(base) / "mihead" / kind
     return Path(setting).expanduser()
 
 

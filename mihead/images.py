@@ -38,6 +38,7 @@ __all__ = [
     "default_workers",
     "find_images",
     "is_image",
+    "rate_progress",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -207,10 +208,11 @@ class _Rate(ProgressColumn):
         return Text(f"{speed:,.0f} images/s" if speed else "", style="progress.data.speed")
 
 
-def _progress(console: Console | None) -> Progress | None:
+def rate_progress(console: Console | None, verb: str) -> Progress | None:
+    """A progress bar of images ``verb`` (e.g. "decoding") with their rate, on ``console``."""
     if console is None:
         return None
-    columns = [TextColumn("decoding"), BarColumn(), MofNCompleteColumn(), _Rate(), TimeElapsedColumn(), TimeRemainingColumn()]
+    columns = [TextColumn(verb), BarColumn(), MofNCompleteColumn(), _Rate(), TimeElapsedColumn(), TimeRemainingColumn()]
     return Progress(*columns, console=console)
 
 
@@ -261,7 +263,7 @@ def decode_images(
     skipped: list[tuple[Path, str]] = []
     all_grey = True
     results, stop = _results(paths, size, channels, max_pixels, workers or default_workers(), processes)
-    progress = _progress(console)
+    progress = rate_progress(console, "decoding")
     with progress if progress is not None else nullcontext():
         task = progress.add_task("decoding", total=len(paths)) if progress is not None else None
         for path, (pixels, grey, reason) in zip(paths, results, strict=True):

@@ -94,13 +94,14 @@ class MemoryEstimate:
         return self.weights + self.activations
 
 
-def estimate(model: MultiHeadModel, train: TrainParams, views: int, channels: int, size: int) -> MemoryEstimate:
+def estimate(model: MultiHeadModel, train: TrainParams, views: int) -> MemoryEstimate:
     """The memory a step of ``train`` needs for ``model`` (on the CPU) with ``views`` views of
-    ``channels`` x ``size`` px images; a probe batch of two images measures the activations."""
+    its backbone's inputs (:meth:`Backbone.input_shape`); a probe batch of two measures the
+    activations."""
     parameters = sum(p.numel() for p in model.parameters())
     weights = parameters * 4 * (2 + _optimizer_slots(train))
     probe = 2
-    saved = _saved_bytes(model, torch.zeros(views, probe, channels, size, size))
+    saved = _saved_bytes(model, torch.zeros(views, probe, *model.backbone.input_shape()))
     return MemoryEstimate(parameters, weights, saved * train.batch_size // probe)
 
 
@@ -128,8 +129,7 @@ def training_fit(train: TrainParams, model: MultiHeadModel, augmenter: Augmenter
     """What a training step of ``train`` needs (``model`` fed ``augmenter``'s views) against
     what its device has, for ``mihead check``, and a warning ('' when it fits or the device's
     memory is unknown)."""
-    out = augmenter.output
-    need = estimate(model, train, augmenter.num_views, out.channels, out.size)
+    need = estimate(model, train, augmenter.num_views)
     device = resolve_device(train.device)
     has = available_bytes(device)
     where = "CUDA device's memory" if device.type == "cuda" else "CPU's available RAM"

@@ -55,7 +55,7 @@ class MultiHeadModel(nn.Module):
         """Outputs for views [V, B, C, H, W]; every head sees every view."""
         v, b = views.shape[:2]
         images = views.flatten(0, 1)
-        if self.channels_last:
+        if self.channels_last and images.ndim == 4:
             images = images.contiguous(memory_format=torch.channels_last)
         out = self.backbone(images)
 

@@ -3,7 +3,9 @@
 The files are read as the run's own images were (:func:`mihead.images.decode_images` at the
 side and channels recorded in its checkpoint), given the augmenter's evaluation view (made the
 way the run's evaluation made it: batched or per image, as recorded) and assigned by every
-main head, exactly as the run's evaluation assigned its images. Nothing of
+main head, exactly as the run's evaluation assigned its images; with a frozen encoder, each file
+is encoded by the run's encoder (the weights file it recorded, checked by digest) and its
+embedding assigned. Nothing of
 the training data is needed, and the checkpoint's tensors are read onto the CPU first, so a run
 trained on a GPU predicts on a machine without one.
 """
@@ -22,8 +24,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mihead.build import build_model, model_shape
 from mihead.checkpoint import load_checkpoint, load_weights
-from mihead.contracts import Augmenter, Dataset, ImageSpec
+from mihead.contracts import Augmenter, Dataset, FrozenEncoder, ImageSpec
 from mihead.data import eval_view_batches
+from mihead.embeddings import encode_batches
 from mihead.errors import CheckpointError, DataError
 from mihead.evaluate import assign_views
 from mihead.images import MAX_PIXELS, decode_images, find_images
@@ -120,6 +123,11 @@ def predict(run: RunModel, paths: Sequence[Path], *, skip_bad: bool = False, con
         raise DataError(f"none of the {len(files)} image files could be read (e.g. {decoded.skipped[0][0]}: {decoded.skipped[0][1]})")
     recipe = run.recipe
     batch_size = recipe.eval.batch_size
-    views = (v.unsqueeze(0) for v in eval_view_batches(decoded.images, run.augmenter, batch_size, on_device=run.views_on_device, device=run.device))
+    backbone = run.model.backbone
+    if isinstance(backbone, FrozenEncoder):  # the run's encoder and preprocessing, as its images were encoded
+        inputs = encode_batches(backbone, decoded.images, backbone.params.batch_size, run.device)
+    else:
+        inputs = eval_view_batches(decoded.images, run.augmenter, batch_size, on_device=run.views_on_device, device=run.device)
+    views = (v.unsqueeze(0) for v in inputs)
     clusters, confidence = assign_views(run.model, _with_progress(views, len(decoded.paths), shown), recipe.train.precision)
     return Predictions(decoded.paths, clusters[:, 0], confidence[:, 0], decoded.skipped)

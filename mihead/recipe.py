@@ -30,6 +30,8 @@ from mihead.contracts import (
     BatchAugmenter,
     Dataset,
     DatasetParams,
+    EmbeddingAugmenter,
+    FrozenEncoder,
     HeadParams,
     ImageAugmenter,
     Objective,
@@ -361,6 +363,7 @@ def _check_coherence(recipe: Recipe) -> None:
             f"{path}: [augment] where: augmenter {augmenter.name!r} has no batched device path; use 'workers' or 'auto'"
         )
     backbone: type[Backbone] = recipe.backbone.cls
+    _check_encoder_views(recipe, backbone, augmenter)
     for i, table in enumerate(recipe.objectives):
         objective: type[Objective] = table.cls
         missing = sorted(objective.requires - backbone.provides)
@@ -376,6 +379,24 @@ def _check_coherence(recipe: Recipe) -> None:
                 f"{path}: [{_objective_label(i)}] {objective.name!r} asks for a head-specific gradient, "
                 f"but backbone {backbone.name!r} does not declare which parameters belong to each attachment point"
             )
+
+
+def _check_encoder_views(recipe: Recipe, backbone: type[Backbone], augmenter: type[Augmenter]) -> None:
+    """A frozen encoder trains on views of its embeddings, which only an embedding augmenter
+    makes, and an embedding augmenter needs a frozen encoder's embeddings."""
+    path = recipe.path
+    if issubclass(backbone, FrozenEncoder) != issubclass(augmenter, EmbeddingAugmenter):
+        if issubclass(backbone, FrozenEncoder):
+            raise RecipeError(
+                f"{path}: [augment] name: backbone {backbone.name!r} is a frozen encoder, trained on its cached embeddings, "
+                f"but augmenter {augmenter.name!r} makes views of images; use an embedding augmenter (e.g. 'neighbours')"
+            )
+        raise RecipeError(
+            f"{path}: [augment] name: augmenter {augmenter.name!r} makes views of a frozen encoder's embeddings, "
+            f"but backbone {backbone.name!r} is trained on images; use a frozen encoder (e.g. 'timm') or an image augmenter"
+        )
+    if issubclass(augmenter, EmbeddingAugmenter) and recipe.augment.core.original_view:
+        raise RecipeError(f"{path}: [augment] original_view: augmenter {augmenter.name!r} makes views of embeddings; original_view applies to image augmenters")
 
 
 def _parse_value(text: str) -> Any:

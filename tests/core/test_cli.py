@@ -281,11 +281,11 @@ def test_memory_estimate_counts_weights_and_scales_activations_with_the_batch(re
     assert built is not None
     _, augmenter, model = built
     views, side = augmenter.num_views, augmenter.output.size
-    adam = estimate(model, recipe.train, views, 1, side)
+    adam = estimate(model, recipe.train, views)
     assert adam.parameters == sum(p.numel() for p in model.parameters())
     assert adam.weights == adam.parameters * 4 * 4  # weights, gradients, Adam's two moments
     plain_sgd = dataclasses.replace(recipe.train, optimizer="sgd", momentum=0.0, batch_size=4 * recipe.train.batch_size)
-    sgd = estimate(model, plain_sgd, views, 1, side)
+    sgd = estimate(model, plain_sgd, views)
     assert sgd.weights == adam.parameters * 4 * 2
     assert sgd.activations == 4 * adam.activations > 0
     # at least the first convolution's output for every view of every image is kept (float32)

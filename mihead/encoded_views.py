@@ -1,0 +1,94 @@
+"""Batches of views read from a frozen encoder's embedding tables instead of made from images.
+
+The counterpart of :class:`mihead.data.ViewSource` for a frozen encoder
+(:class:`mihead.contracts.FrozenEncoder`): the same steps, batch order and sharding over ranks
+(keyed by seed and epoch, :func:`mihead.data.permutation` and :func:`mihead.data.rank_chunks`),
+but a view of a sample is a row of its split's embedding table
+(:class:`mihead.embeddings.EmbeddingTable`) that the recipe's
+:class:`mihead.contracts.EmbeddingAugmenter` picks (a mined neighbour, a cached augmentation),
+from a generator keyed by (seed, epoch, chunk) as the device path keys its augmentations. Rows
+are gathered from the memory-mapped table per batch, so a process holds a batch, not the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from mihead.contracts import EmbeddingAugmenter
+from mihead.data import EVAL_EPOCH, derive_seed, permutation, rank_chunks, too_few
+from mihead.embeddings import EmbeddingTable
+from mihead.errors import DataError
+
+__all__ = ["EncodedViews"]
+
+
+class EncodedViews:
+    """Training batches of views and evaluation batches from embedding tables.
+
+    ``tables`` maps each split's images array (by identity: the arrays the run loaded) to its
+    table; ``train`` is the training split's images.
+    """
+
+    def __init__(
+        self,
+        tables: dict[int, EmbeddingTable],
+        train: np.ndarray,
+        augmenter: EmbeddingAugmenter,
+        *,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self._train = id(train)
+        self.table = tables[self._train]
+        if self.table.n < batch_size * world_size:
+            raise DataError(too_few(self.table.n, batch_size, world_size))
+        self.tables = tables
+        self.augmenter = augmenter
+        self.batch_size = batch_size
+        self.seed = seed
+        self.device = device
+        self.rank = rank
+        self.world_size = world_size
+        self.steps_per_epoch = self.table.n // (batch_size * world_size)
+        self._prepared = {key: self._prepare(table) for key, table in tables.items()}
+
+    def _prepare(self, table: EmbeddingTable) -> torch.Tensor | None:
+        plain = torch.from_numpy(np.asarray(table.plain, dtype=np.float32)).to(self.device)
+        prepared = self.augmenter.prepare(plain)
+        return None if prepared is None else prepared.cpu()
+
+    def _gather(self, table: EmbeddingTable, rows: torch.Tensor) -> torch.Tensor:
+        """Rows [V, B] of ``table`` as float32 [V, B, D] on the device, read in ascending order
+        (the page cache reads a memory-mapped table forward)."""
+        flat = rows.flatten().numpy()
+        order = np.argsort(flat, kind="stable")
+        gathered = np.empty((len(flat), table.rows.shape[1]), dtype=table.rows.dtype)
+        gathered[order] = table.rows[flat[order]]
+        return torch.from_numpy(gathered).to(self.device).float().unflatten(0, tuple(rows.shape))
+
+    def _views(self, table: EmbeddingTable, prepared: torch.Tensor | None, index: torch.Tensor, *key: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, *key))
+        return self._gather(table, self.augmenter.view_rows(index, prepared, table.n, generator))
+
+    def train_batches(self, epoch: int, skip: int = 0) -> Iterator[torch.Tensor]:
+        """This rank's views of epoch ``epoch``, float [V, B, D] on the device, one per step,
+        after the first ``skip`` steps."""
+        chunks = rank_chunks(permutation(self.table.n, self.seed, epoch), self.batch_size, self.rank, self.world_size)
+        prepared = self._prepared[self._train]
+        for s in range(skip, self.steps_per_epoch):
+            yield self._views(self.table, prepared, chunks[s], epoch, s * self.world_size + self.rank)
+
+    def eval_batches(self, images: np.ndarray, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """For each batch of a loaded split's ``images``: their plain embeddings float [B, D]
+        and two fixed random views float [2, B, D], on the device, in order."""
+        table, prepared = self.tables[id(images)], self._prepared[id(images)]
+        for start in range(0, table.n, batch_size):
+            index = torch.arange(start, min(start + batch_size, table.n))
+            plain = self._gather(table, index[None])[0]
+            yield plain, self._views(table, prepared, index, EVAL_EPOCH, start)[:2]
