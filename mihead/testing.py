@@ -31,6 +31,7 @@ from mihead.contracts import (
     BackboneOutput,
     BatchAugmenter,
     Dataset,
+    FrozenEncoder,
     DatasetParams,
     Head,
     HeadParams,
@@ -149,7 +150,7 @@ def check_backbone(
     all finite, with a gradient reaching its parameters."""
     params = params if params is not None else check_params(cls)
     net = cls(params, image)
-    images = torch.rand(batch, image.channels, image.size, image.size, generator=torch.Generator().manual_seed(0))
+    images = torch.rand(batch, *net.input_shape(), generator=torch.Generator().manual_seed(0))
     out = net(images)
     _require(isinstance(out, BackboneOutput), cls, f"forward returned {type(out).__name__}, not BackboneOutput")
     channels = net.attach_channels
@@ -161,11 +162,32 @@ def check_backbone(
     _require(set(out.features) == set(cls.provides), cls, f"features {sorted(out.features)} differ from provides {sorted(cls.provides)}")
     for name, t in out.features.items():
         _require(t.shape[0] == batch and _finite(t), cls, f"feature {name!r} has shape {tuple(t.shape)} or is not finite")
+    if isinstance(net, FrozenEncoder):
+        _check_frozen(cls, net, image, batch)
+        return out
     total = sum(t.float().mean() for t in [*out.attach, *out.features.values()])
     total.backward()
     _require(_has_gradient(list(net.parameters())), cls, "no gradient reaches the parameters")
     _check_owned(cls, net, images)
     return out
+
+
+def _check_frozen(cls: type[Backbone], net: FrozenEncoder, image: ImageSpec, batch: int) -> None:
+    """A frozen encoder: no trainable parameter and nothing in its state but its identity
+    (its weights stay out of checkpoints), the identity on its embeddings in the model, and
+    finite embeddings [N, D] of uint8 images (unit length when normalised)."""
+    _require(not list(net.parameters()), cls, "a frozen encoder has parameters (they would be trained and checkpointed)")
+    _require(list(net.state_dict()) == ["_extra_state"], cls, f"its state holds {sorted(net.state_dict())}, not only its identity")
+    _require(all(isinstance(v, str) for v in net.identity().values()), cls, "identity() values are not all strings")
+    vectors = torch.rand(batch, net.embedding_dim)
+    _require(net(vectors).attach[0] is vectors, cls, "in the model it is not the identity on embeddings")
+    net.prepare(torch.device("cpu"))
+    images = torch.randint(0, 256, (batch, image.channels, image.size, image.size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        emb = net.encode(images)
+    _require(tuple(emb.shape) == (batch, net.embedding_dim) and _finite(emb), cls, f"encode gave {tuple(emb.shape)}, not finite [{batch}, {net.embedding_dim}]")
+    if net.params.normalize:
+        _require(bool(torch.allclose(emb.float().norm(dim=1), torch.ones(batch), atol=1e-3)), cls, "normalised embeddings are not of unit length")
 
 
 def _check_owned(cls: type[Backbone], net: Backbone, images: torch.Tensor) -> None:
