@@ -108,5 +108,6 @@ class EmbeddingAugmenter(Augmenter[ParamsT]):
     @abstractmethod
     def view_rows(self, index: torch.Tensor, prepared: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
         """The table rows int64 [V, B] of ``num_views`` random views of the samples ``index``
-        (int64 [B] in ``0..n-1``, on the device), with ``prepared`` the split's
-        :meth:`prepare` result; all randomness from ``generator``."""
+        (int64 [B] in ``0..n-1``), with ``prepared`` the split's :meth:`prepare` result; all
+        randomness from ``generator``. ``index``, ``prepared`` and ``generator`` are on the CPU
+        (the rows are gathered from the memory-mapped table there)."""
