@@ -82,6 +82,11 @@ class FrozenEncoder(Backbone[ParamsT]):
     def input_shape(self) -> tuple[int, ...]:
         return (self.embedding_dim,)
 
+    def owned_parameters(self) -> list[list[torch.nn.Parameter]]:
+        """Nothing of it is trained, so each head's own weights are its head module's alone
+        (DHOG's head-specific push works between heads on embeddings)."""
+        return [[]]
+
     def forward(self, images: torch.Tensor) -> BackboneOutput:
         """The embeddings themselves, [N, D], as the one attachment point."""
         return BackboneOutput(attach=[images])
