@@ -32,6 +32,7 @@ from mihead.contracts import (
     BatchAugmenter,
     Dataset,
     DatasetParams,
+    EmbeddingAugmenter,
     FrozenEncoder,
     Head,
     HeadParams,
@@ -275,15 +276,19 @@ def check_augmenter(cls: type[Augmenter], params: Params | None = None, image: I
     """Per flavour the augmenter implements: ``views`` gives uint8 [V, H', W', C'] (the
     ``output`` spec) and the same views for the same seed, ``eval_view`` uint8 [H', W', C'];
     ``batch_views`` gives float [V, B, C', H', W'] in [0, 1], the same for the same generator
-    seed, and ``eval_batch`` float [B, C', H', W'] in [0, 1]."""
+    seed, and ``eval_batch`` float [B, C', H', W'] in [0, 1]; an embedding augmenter's
+    ``view_rows`` gives int64 [V, B] rows of the table, the same for the same seed, and its
+    ``augment`` (with copies) uint8 images of the input's shape, the same for the same seed."""
     params = params if params is not None else check_params(cls)
     if not isinstance(params, AugmenterParams):
         _fail(cls, "Params does not extend AugmenterParams")
     aug = cls(params, image)
-    _require(isinstance(aug, (ImageAugmenter, BatchAugmenter)), cls, "neither an ImageAugmenter nor a BatchAugmenter")
+    _require(isinstance(aug, (ImageAugmenter, BatchAugmenter, EmbeddingAugmenter)), cls, "not an ImageAugmenter, BatchAugmenter or EmbeddingAugmenter")
     out, v = aug.output, aug.num_views
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(batch, image.size, image.size, image.channels), dtype=np.uint8)
+    if isinstance(aug, EmbeddingAugmenter):
+        _check_embedding_views(aug, torch.from_numpy(images).permute(0, 3, 1, 2).contiguous())
     if isinstance(aug, ImageAugmenter):
         views = aug.views(images[0], np.random.default_rng(1))
         shape = (v, out.size, out.size, out.channels)
@@ -302,6 +307,20 @@ def check_augmenter(cls: type[Augmenter], params: Params | None = None, image: I
         fits = tuple(single_t.shape) == shape_t[1:] and bool(((single_t >= 0) & (single_t <= 1)).all())
         _require(fits, cls, f"eval_batch gave {tuple(single_t.shape)} (expected {shape_t[1:]}) or values outside [0, 1]")
     return aug
+
+
+def _check_embedding_views(aug: EmbeddingAugmenter, images: torch.Tensor, n: int = 12) -> None:
+    cls, v, rows = type(aug), aug.num_views, (1 + aug.copies) * n
+    prepared = aug.prepare(torch.nn.functional.normalize(torch.randn(n, 8, generator=torch.Generator().manual_seed(0)), dim=1))
+    index = torch.arange(n).flip(0)[: n // 2]
+    picked = aug.view_rows(index, prepared, n, torch.Generator().manual_seed(1))
+    _require(picked.dtype == torch.int64 and tuple(picked.shape) == (v, len(index)), cls, f"view_rows gave {picked.dtype} {tuple(picked.shape)}, expected int64 {(v, len(index))}")
+    _require(bool(((picked >= 0) & (picked < rows)).all()), cls, f"view_rows outside the table's {rows} rows")
+    _require(torch.equal(picked, aug.view_rows(index, prepared, n, torch.Generator().manual_seed(1))), cls, "view_rows differ for the same generator seed")
+    if aug.copies:
+        copy = aug.augment(images, torch.Generator().manual_seed(2))
+        _require(copy.dtype == torch.uint8 and copy.shape == images.shape, cls, f"augment gave {copy.dtype} {tuple(copy.shape)}, expected uint8 {tuple(images.shape)}")
+        _require(torch.equal(copy, aug.augment(images, torch.Generator().manual_seed(2))), cls, "augment differs for the same generator seed")
 
 
 def check_dataset(cls: type[Dataset], params: Params | None = None, splits: tuple[str, ...] | None = None) -> dict[str, ImageData]:
