@@ -104,11 +104,25 @@ def _term_names(recipe: Recipe) -> list[str]:
     return names
 
 
-def build(recipe: Recipe, device: torch.device, rank: int = 0, world_size: int = 1, *, say: Callable[[str], None] = print) -> Built:
+_ENCODER_STATE = "backbone._extra_state"
+"""Where a model's state keeps its frozen encoder's identity (torch's name for the backbone's extra state)."""
+
+
+def build(
+    recipe: Recipe,
+    device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
+    *,
+    recorded: Mapping[str, Any] | None = None,
+    say: Callable[[str], None] = print,
+) -> Built:
     """Load the splits and build augmenter, model and objectives on ``device``; the training
     batches are those of process ``rank`` of ``world_size`` (see mihead/data.py). With a frozen
     encoder, the splits are encoded first (or read from the embedding cache; ``say`` tells why
-    a cache entry is filled again) and training reads their embeddings (mihead/encoded_views.py)."""
+    a cache entry is filled again) and training reads their embeddings (mihead/encoded_views.py);
+    ``recorded``, the model state of the checkpoint a run resumes or evaluates, is checked for
+    the same encoder before anything is encoded."""
     torch.manual_seed(recipe.run.seed)
     dataset: Dataset = recipe.data.cls(recipe.data.params)
     limit = recipe.data.params.limit
@@ -134,6 +148,8 @@ def build(recipe: Recipe, device: torch.device, rank: int = 0, world_size: int =
     source: ViewBatches
     if isinstance(model.backbone, FrozenEncoder):
         assert isinstance(augmenter, EmbeddingAugmenter)  # the recipe loader pairs them
+        if recorded is not None and _ENCODER_STATE in recorded:
+            model.backbone.set_extra_state(recorded[_ENCODER_STATE])  # another encoder: one line, nothing encoded
         splits = {id(d.images): d for d in (train_data, eval_data, fit_data)}
         tables = {
             key: encode_split(model.backbone, d.images, augmenter, ids=d.sample_ids(), seed=recipe.run.seed, device=device, say=say)

@@ -75,7 +75,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         if args.resume:
             state = ranks.from_main(lambda: _resume_state(run_dir, console))
             console.print(f"resuming [bold]{run_dir}[/] at step {state['step']}", highlight=False, soft_wrap=True)  # a path to copy: never broken across lines
-            trainer = Trainer(recipe, run_dir, console)
+            trainer = Trainer(recipe, run_dir, console, recorded=state["model"])
             trainer.load_state(state)
             ranks.from_main(lambda: record_resume(run_dir, recipe, args.set, trainer.step))
         else:
@@ -143,7 +143,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     recipe = load_run_recipe(run_dir, _registry(console), overrides)
     state = load_checkpoint(run_dir, warn=lambda m: _warn(console, m))
     device = resolve_device(args.device, "--device")
-    built = build(recipe, device)
+    built = build(recipe, device, recorded=state["model"])
     if args.head is not None:
         check_head_index(args.head, built.model.num_heads)
     load_weights(built.model, state["model"], run_dir, "model")

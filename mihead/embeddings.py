@@ -28,7 +28,7 @@ from mihead.data import derive_seed
 from mihead.distributed import current
 from mihead.image_cache import cache_folder
 from mihead.images import rate_progress
-from mihead.store import filled_store
+from mihead.store import filled_store, stored
 
 __all__ = ["FORMAT", "EmbeddingTable", "encode_batches", "encode_split", "images_digest"]
 
@@ -118,8 +118,13 @@ def encode_split(
         return _encoded(encoder, chunk).cpu().numpy().astype(params.dtype)
 
     bounds = [c * n + i for c in range(1 + copies) for i in range(0, n, batch)] + [shape[0]]
-    encoder.prepare(device)
+    folder = cache_folder(params.cache, "embeddings")
+    key = _key(encoder, images, params.dtype, augmenter, seed)
     console = Console(stderr=True, quiet=not current().is_main)
+    if folder is not None and (rows := stored(folder, key, shape, params.dtype)) is not None:
+        console.print(f"embeddings of {n:,} images{f' and {copies} copies of each' if copies else ''} read from the cache: {folder / key}.npy", highlight=False, soft_wrap=True)
+        return EmbeddingTable(rows, n, copies)
+    encoder.prepare(device)
     progress = rate_progress(console, "encoding")
     assert progress is not None
     with progress:
@@ -128,13 +133,11 @@ def encode_split(
         def advance(rows: int) -> None:
             progress.advance(task, rows)
 
-        folder = cache_folder(params.cache, "embeddings")
         if folder is None:
             rows = np.empty(shape, params.dtype)
             for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
                 rows[start:stop] = fill(start, stop)
                 advance(stop - start)
         else:
-            key = _key(encoder, images, params.dtype, augmenter, seed)
             rows = filled_store(folder, key, shape, params.dtype, fill, bounds, ids=ids, advance=advance, say=say)
     return EmbeddingTable(rows, n, copies)

@@ -17,10 +17,11 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from mihead.contracts import EmbeddingAugmenter
+from mihead.contracts import EmbeddingAugmenter, ImageData
 from mihead.data import EVAL_EPOCH, derive_seed, permutation, rank_chunks, too_few
 from mihead.embeddings import EmbeddingTable
 from mihead.errors import DataError
+from mihead.knn import KnnScore, knn_accuracy
 
 __all__ = ["EncodedViews"]
 
@@ -57,6 +58,7 @@ class EncodedViews:
         self.world_size = world_size
         self.steps_per_epoch = self.table.n // (batch_size * world_size)
         self._prepared = {key: self._prepare(table) for key, table in tables.items()}
+        self._knn: dict[tuple[int, int], KnnScore] = {}
 
     def _prepare(self, table: EmbeddingTable) -> torch.Tensor | None:
         plain = torch.from_numpy(np.asarray(table.plain, dtype=np.float32)).to(self.device)
@@ -92,3 +94,20 @@ class EncodedViews:
             index = torch.arange(start, min(start + batch_size, table.n))
             plain = self._gather(table, index[None])[0]
             yield plain, self._views(table, prepared, index, EVAL_EPOCH, start)[:2]
+
+    def plain(self, images: np.ndarray) -> np.ndarray:
+        """The plain embeddings [N, D] of a loaded split's ``images`` (memory-mapped)."""
+        return self.tables[id(images)].plain
+
+    def knn_score(self, data: ImageData, fit: ImageData | None) -> KnnScore | None:
+        """The encoder's kNN accuracy on labelled ``data`` (:mod:`mihead.knn`), its bank
+        ``fit`` when that is another labelled split; None without labels. Computed once per
+        pair of splits: the embeddings do not change during a run."""
+        if data.labels is None:
+            return None
+        bank = fit if fit is not None and fit.labels is not None and fit.images is not data.images else None
+        key = (id(data.images), id(bank.images) if bank is not None else 0)
+        if key not in self._knn:
+            known = (self.plain(bank.images), bank.labels) if bank is not None and bank.labels is not None else None
+            self._knn[key] = knn_accuracy(self.plain(data.images), data.labels, known, bank_name="the protocol's fitting split")
+        return self._knn[key]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, cast
@@ -155,7 +155,9 @@ class _EpochSteps:
 class Trainer:
     """Trains one recipe in one run directory, from scratch or from a checkpoint."""
 
-    def __init__(self, recipe: Recipe, run_dir: Path, console: Console | None = None) -> None:
+    def __init__(self, recipe: Recipe, run_dir: Path, console: Console | None = None, *, recorded: Mapping[str, Any] | None = None) -> None:
+        """``recorded``: the model state of the checkpoint a resumed run will load (checked
+        early for the same frozen encoder, see :func:`mihead.build.build`)."""
         self.recipe = recipe
         self.run_dir = run_dir
         self.ranks = current()
@@ -166,7 +168,7 @@ class Trainer:
         self.device = self.ranks.device(resolve_device(recipe.train.device))
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = recipe.train.cudnn_benchmark
-        self.built: Built = build(recipe, self.device, self.ranks.rank, self.ranks.world_size)
+        self.built: Built = build(recipe, self.device, self.ranks.rank, self.ranks.world_size, recorded=recorded)
         if recipe.train.sync_batchnorm:
             self.built.model = self.ranks.sync_batchnorm(self.built.model, self.device)
         model = self.built.model

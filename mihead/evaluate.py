@@ -14,7 +14,9 @@ from mihead.build import Built
 from mihead.contracts import ImageData
 from mihead.data import ViewBatches
 from mihead.device import autocast
+from mihead.encoded_views import EncodedViews
 from mihead.finite import NumericalError
+from mihead.knn import KnnScore
 from mihead.metrics import HeadResult, best_matching, confusion, head_result, heads_nmi, select_head
 from mihead.model import MultiHeadModel
 from mihead.protocol import Protocol
@@ -80,6 +82,8 @@ class Evaluation:
     splits: dict[str, str] = dataclasses.field(default_factory=dict)
     fit_heads: list[HeadResult] | None = None
     mappings: tuple[dict[int, int], ...] | None = None
+    embeddings: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    encoder_knn: KnnScore | None = None
 
     @property
     def num_heads(self) -> int:
@@ -134,6 +138,7 @@ class Evaluation:
             "protocol": self.protocol,
             "splits": self.splits,
             **({"fit_heads": [dataclasses.asdict(h) for h in self.fit_heads]} if self.fit_heads is not None else {}),
+            **({"encoder_knn": dataclasses.asdict(self.encoder_knn)} if self.encoder_knn is not None else {}),
         }
 
     def epoch_metrics(self) -> dict[str, object]:
@@ -192,6 +197,7 @@ def evaluate(
     best = select_head(results, "best") if data.labels is not None else None
     ids = tuple(data.sample_ids())
     fit_labelled = fit is None or fit.labels is not None
+    encoded = source if isinstance(source, EncodedViews) else None
     return Evaluation(
         results,
         selected,
@@ -206,6 +212,8 @@ def evaluate(
         splits=protocol.splits() if protocol else {},
         fit_heads=fit_heads,
         mappings=mappings,
+        embeddings=encoded.plain(data.images) if encoded else None,
+        encoder_knn=encoded.knn_score(data, fit) if encoded else None,
     )
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "CHECKPOINT_FILE",
     "CONFUSION_PLOT",
     "DAMAGED_CHECKPOINT_FILE",
+    "EMBEDDINGS_FILE",
     "EVALUATION_FILES",
     "GALLERY_FILE",
     "HEADS_NMI_PLOT",
@@ -77,6 +78,7 @@ CONFUSION_PLOT = "confusion.png"
 TRAINING_PLOT = "training.png"
 ASSIGNMENTS_FILE = "assignments.csv"
 GALLERY_FILE = "gallery.png"
+EMBEDDINGS_FILE = "embeddings.csv"
 _GALLERY_PAGE = re.compile(r"gallery-(\d+)\.png")
 
 
@@ -99,6 +101,7 @@ EVALUATION_FILES: tuple[tuple[str, str], ...] = (
     (TRAINING_PLOT, "loss terms and scores against time"),
     (ASSIGNMENTS_FILE, "each image's cluster in every head"),
     (GALLERY_FILE, f"the shown head's clusters; {gallery_file(2)}, ... past one file"),
+    (EMBEDDINGS_FILE, "a frozen encoder's embedding of each image"),
 )
 """What an evaluation writes (``mihead run`` at its end, ``mihead eval``), with what each holds."""
 

@@ -28,7 +28,7 @@ import numpy as np
 from mihead.errors import WriteError
 from mihead.files import write_text_atomically
 
-__all__ = ["Fill", "filled_store"]
+__all__ = ["Fill", "filled_store", "stored"]
 
 Fill = Callable[[int, int], np.ndarray]
 """``fill(start, stop)``: rows ``start:stop`` of the store, of its row shape and type."""
@@ -47,6 +47,13 @@ def _read(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | s
     if array.shape != shape or array.dtype != dtype:
         return f"it holds {array.dtype} {array.shape}, not {dtype} {shape}"
     return array
+
+
+def stored(folder: Path, key: str, shape: tuple[int, ...], dtype: np.dtype | str) -> np.ndarray | None:
+    """The complete store ``key`` of ``shape`` in ``folder``, memory-mapped read-only, or None
+    when it is absent or unusable (then :func:`filled_store` fills it)."""
+    found = _read(folder / f"{key}.npy", shape, np.dtype(dtype)) if (folder / f"{key}.npy").exists() else None
+    return found if isinstance(found, np.ndarray) else None
 
 
 @contextmanager

@@ -6,6 +6,7 @@ end of training) and ``mihead eval``, and read back by ``mihead predict``:
     assignments.csv    each evaluation image's cluster in every head (:mod:`.assignments`)
     gallery.png        the shown head's clusters, largest first, and their most confident
                        images; gallery-2.png, ... past one file's size (:mod:`.gallery`)
+    embeddings.csv     with a frozen encoder, each image's embedding (:mod:`.embeddings`)
 
 and the per-head table on the terminal (:mod:`.table`). The CSV and the gallery show the
 reported head unless another is asked for (``mihead eval RUN_DIR --head N``).
@@ -22,6 +23,7 @@ from rich.console import Console
 from mihead.errors import UsageError
 from mihead.evaluate import Evaluation
 from mihead.outputs.assignments import write_assignments
+from mihead.outputs.embeddings import write_embeddings
 from mihead.outputs.gallery import write_gallery
 from mihead.outputs.plots import plot_confusion, plot_heads, plot_heads_nmi, plot_training
 from mihead.outputs.summary import training_facts, write_summary
@@ -55,6 +57,7 @@ def write_outputs(
         plot_training(records, run_dir / TRAINING_PLOT)
     write_assignments(run_dir, evaluation, shown)
     write_gallery(run_dir, evaluation, images, shown, gallery_images)
+    write_embeddings(run_dir, evaluation)
     return summary
 
 

@@ -36,6 +36,8 @@ def print_results(console: Console, evaluation: Evaluation, summary: dict[str, A
         console.print(f"protocol {evaluation.protocol}", highlight=False)
     chosen = evaluation.heads[evaluation.selected]
     console.print(f"head {evaluation.selected}: ACC {_fmt(chosen.acc)}  NMI {_fmt(chosen.nmi)}  ARI {_fmt(chosen.ari)}")
+    if evaluation.encoder_knn is not None:
+        console.print(evaluation.encoder_knn.describe(), highlight=False)
     console.print(
         f"trained {summary.get('steps', '?')} steps in {summary.get('seconds', 0):.1f} s"
         f" ({summary.get('images_per_second', 0):,.0f} img/s on {summary.get('device', '?')})"

@@ -1,0 +1,26 @@
+"""RUN_DIR/embeddings.csv: a frozen encoder's embedding of every scored image, in lightly's
+embedding CSV convention (``filenames``, ``embedding_0`` ..., ``labels``), so that the features
+can be taken to other tools (lightly's own, a notebook, a vector index). Unlabelled images get
+label 0, as lightly writes them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mihead.evaluate import Evaluation
+from mihead.files import write_atomically
+from mihead.run_directory import EMBEDDINGS_FILE
+
+__all__ = ["write_embeddings"]
+
+
+def write_embeddings(run_dir: Path, evaluation: Evaluation) -> Path | None:
+    """RUN_DIR/embeddings.csv of ``evaluation``'s images, written atomically; None (nothing
+    written) when the run's backbone is not a frozen encoder."""
+    if evaluation.embeddings is None:
+        return None
+    from lightly.utils.io import save_embeddings  # lightly is imported by runs that need it alone
+
+    embeddings = evaluation.embeddings
+    labels = [0] * len(embeddings) if evaluation.labels is None else evaluation.labels.tolist()
+    return write_atomically(run_dir / EMBEDDINGS_FILE, lambda tmp: save_embeddings(str(tmp), embeddings, labels, list(evaluation.ids)))

@@ -1,0 +1,111 @@
+"""Heads on a frozen encoder's cached features, through the command line: recipes/frozen_digits.toml
+(the 'pixels' encoder on scikit-learn's digits, neighbour views, IIC) trains and writes every
+output (the kNN accuracy of the features, embeddings.csv in lightly's convention), a second
+run reads the embeddings from the cache, ``eval`` and ``predict`` use the same encoder, and a
+run whose encoder changed is refused in one line. The learning figures over seeds are
+bench/frozen_digits.py's (docs/frozen.md)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mihead import cli
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+DIGITS = RECIPES / "frozen_digits.toml"
+SHRINK = ["train.max_steps=8"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _run(capsys: pytest.CaptureFixture[str], out: Path, *sets: str) -> tuple[str, str]:
+    code, stdout, stderr = _main(capsys, "run", str(DIGITS), "--out", str(out), *[a for s in [*SHRINK, *sets] for a in ("--set", s)])
+    assert code == 0, stderr
+    return stdout, stderr
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("embeddings")
+
+
+def test_a_run_writes_every_output_and_a_second_one_encodes_nothing(tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stdout, stderr = _run(capsys, tmp_path / "first", f"backbone.cache={json.dumps(str(cache))}")
+    assert "encoding" in stderr and "read from the cache" not in stderr
+    assert "encoder kNN accuracy" in stdout
+    run = tmp_path / "first"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["encoder_knn"]["acc"] > 0.95 and summary["encoder_knn"]["bank"].startswith("two halves")
+    with open(run / "embeddings.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["filenames", *[f"embedding_{i}" for i in range(64)], "labels"]
+    assert len(rows) == 1 + 1797 and rows[1][0] == "0"
+    first = np.array(rows[1][1:-1], dtype=np.float32)
+    assert abs(float(np.linalg.norm(first)) - 1) < 1e-2  # L2-normalised, stored as float16
+    with open(run / "assignments.csv", newline="") as f:
+        assert sum(1 for _ in f) == 1 + 1797
+    assert (run / "gallery.png").stat().st_size > 0
+
+    again, stderr = _run(capsys, tmp_path / "second", f"backbone.cache={json.dumps(str(cache))}")
+    assert "read from the cache" in stderr and "encoding" not in stderr
+    assert json.loads((tmp_path / "second" / "summary.json").read_text())["heads"] == summary["heads"]  # same seed, same result
+
+
+def test_eval_and_predict_use_the_run_s_encoder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sklearn.datasets import load_digits
+
+    _run(capsys, tmp_path / "run")
+    run = tmp_path / "run"
+    code, stdout, _ = _main(capsys, "eval", str(run))
+    assert code == 0 and "encoder kNN accuracy" in stdout
+    digits = np.round(load_digits().images[:3] * (255 / 16)).astype(np.uint8)
+    files = []
+    for i, image in enumerate(digits):
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(image).save(files[-1])
+    code, stdout, stderr = _main(capsys, "predict", str(run), *map(str, files))
+    assert code == 0, stderr
+    predicted = [row["cluster"] for row in csv.DictReader(stdout.splitlines())]
+    with open(run / "assignments.csv", newline="") as f:
+        assigned = [row["cluster"] for row in csv.DictReader(f)][:3]
+    assert predicted == assigned  # the same images, encoded again, land in the same clusters
+
+
+def test_a_run_whose_encoder_changed_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _run(capsys, tmp_path / "run")
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "run", copy)
+    recipe = copy / "recipe.toml"
+    text = recipe.read_text()
+    assert "normalize = true" in text
+    recipe.write_text(text.replace("normalize = true", "normalize = false"))
+    for command in (["eval", str(copy)], ["run", "--resume", str(copy), "--set", "train.max_steps=9"]):
+        code, _, stderr = _main(capsys, *command)
+        lines = [line for line in stderr.strip().splitlines() if not line.startswith("resuming")]
+        assert code == 2 and len(lines) == 1, stderr  # refused before anything was encoded
+        assert "frozen encoder was normalize = 'true'" in lines[0]
+
+
+@pytest.mark.parametrize("recipe", ["frozen_digits.toml"])
+def test_the_frozen_recipes_check_offline(recipe: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, stderr = _main(capsys, "check", str(RECIPES / recipe))
+    assert code == 0, stderr
+    assert ": ok (" in stdout
