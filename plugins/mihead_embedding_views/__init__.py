@@ -44,7 +44,7 @@ class CopiesParams(AugmenterParams):
 @dataclasses.dataclass(frozen=True)
 class NeighboursParams(CopiesParams):
     k: int = param(20, "nearest neighbours by cosine similarity a view is drawn from (TEMI: 50 on ImageNet-scale data)", ge=1)
-    chunk: int = param(1024, "query rows per similarity block when mining (memory: chunk x N floats)", ge=1)
+    chunk: int = param(4096, "rows and columns of a similarity block when mining (memory: chunk x chunk floats)", ge=1)
 
 
 @dataclasses.dataclass(frozen=True)
