@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mihead.knn import K, TEMPERATURE, knn_accuracy
+from mihead.knn import TEMPERATURE, K, knn_accuracy
 
 
 def direct(query: np.ndarray, bank: np.ndarray, bank_labels: np.ndarray, classes: int, k: int) -> np.ndarray:
