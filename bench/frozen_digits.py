@@ -18,21 +18,28 @@ import argparse
 import contextlib
 import io
 import json
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import tomli_w
 from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits
 
 from mihead import cli
 from mihead.metrics import head_result
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "frozen_digits.toml"
-VIEWS = {
-    "neighbours": [],
-    "augmented_embeddings": ["augment.name=augmented_embeddings", "augment.views=2", "augment.copies=4", "augment.flip=0.0", "augment.crop_min=0.5"],
+VIEWS: dict[str, dict[str, object] | None] = {
+    "neighbours": None,  # the recipe's own
+    "augmented_embeddings": {"name": "augmented_embeddings", "views": 2, "copies": 4, "flip": 0.0, "crop_min": 0.5},
 }
 
 
@@ -47,13 +54,24 @@ def kmeans_scores(seed: int) -> tuple[float, float]:
     return result.acc, result.nmi
 
 
-def run(seed: int, sets: list[str], folder: Path) -> dict[str, object]:
-    out = folder / f"run-{seed}-{len(list(folder.iterdir()))}"
-    args = ["run", str(RECIPE), "--out", str(out), "--set", f"run.seed={seed}", "--set", f"backbone.cache={json.dumps(str(folder / 'cache'))}"]
+def recipe_with(views: str, folder: Path) -> Path:
+    """recipes/frozen_digits.toml with the [augment] section of ``views``."""
+    recipe = tomllib.loads(RECIPE.read_text())
+    augment = VIEWS[views]
+    if augment is not None:
+        recipe["augment"] = augment
+    path = folder / f"{views}.toml"
+    path.write_text(tomli_w.dumps(recipe))
+    return path
+
+
+def run(recipe: Path, seed: int, sets: list[str], folder: Path) -> dict[str, object]:
+    out = folder / f"run-{recipe.stem}-{seed}"
+    args = ["run", str(recipe), "--out", str(out), "--set", f"run.seed={seed}", "--set", f"backbone.cache={json.dumps(str(folder / 'cache'))}"]
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         code = cli.main(args + [a for s in sets for a in ("--set", s)])
     if code != 0:
-        raise SystemExit(f"mihead run failed for seed {seed} ({' '.join(sets)}): exit {code}")
+        raise SystemExit(f"mihead run failed for {recipe.stem}, seed {seed}: exit {code}")
     summary: dict[str, object] = json.loads((out / "summary.json").read_text())
     return summary
 
@@ -67,8 +85,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"{'views':<21} {'seed':>4} {'ACC':>6} {'NMI':>6}   k-means ACC  NMI   kNN acc")
     with tempfile.TemporaryDirectory() as tmp:
         for views in args.views:
+            recipe = recipe_with(views, Path(tmp))
             for seed in args.seeds:
-                summary = run(seed, VIEWS[views] + args.set, Path(tmp))
+                summary = run(recipe, seed, args.set, Path(tmp))
                 acc, nmi = kmeans_scores(seed)
                 knn = summary["encoder_knn"]
                 assert isinstance(knn, dict)

@@ -104,6 +104,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
     from mihead.build import build_declared
+    from mihead.contracts import FrozenEncoder
     from mihead.memory import training_fit
 
     recipe = load_recipe(args.recipe, _registry(console), args.set)
@@ -116,7 +117,9 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     else:
         shape, augmenter, model = built
         size = sum(p.numel() for p in model.parameters())
-        what = f"built for {shape.image.size} px x {shape.image.channels} channel images: {model.num_heads} heads of {shape.clusters} clusters, {size:,} parameters"
+        images = f"{shape.image.size} px x {shape.image.channels} channel images"
+        on = f"{model.backbone.input_shape()[0]}-d embeddings of {images}" if isinstance(model.backbone, FrozenEncoder) else images
+        what = f"built for {on}: {model.num_heads} heads of {shape.clusters} clusters, {size:,} parameters"
         memory, shortfall = training_fit(recipe.train, model, augmenter)
         what += f"; {memory}"
     Console().print(
