@@ -24,7 +24,8 @@ __all__ = ["backward"]
 def backward(terms: dict[str, torch.Tensor], objectives: list[ObjectiveTerm], model: MultiHeadModel) -> None:
     """Accumulate into ``.grad`` the gradient of sum(weight x term): the head-specific terms'
     (of non-zero weight) with respect to the heads' own weights only, the others' with
-    respect to everything. The head-specific part goes into ``.grad`` first, so that a
+    respect to everything (in one pass when the model has no shared weights to keep the
+    head-specific terms from, as on a frozen encoder). The head-specific part goes into ``.grad`` first, so that a
     data-parallel wrapper, which averages each gradient as the second pass accumulates it,
     averages the sum."""
     whole: list[torch.Tensor] = []
@@ -34,8 +35,11 @@ def backward(terms: dict[str, torch.Tensor], objectives: list[ObjectiveTerm], mo
             whole.append(t.weight * terms[t.name])
         elif t.weight != 0:
             specific.append((t.weight * terms[t.name], t.module))
+    own = [p for head in model.head_parameters() for p in head if p.requires_grad] if specific else []
+    if specific and {id(p) for p in own} >= {id(p) for p in model.parameters() if p.requires_grad}:
+        whole += [t for t, _ in specific]  # nothing is shared (a frozen encoder): one pass gives the same gradient
+        specific = []
     if specific:
-        own = [p for head in model.head_parameters() for p in head if p.requires_grad]
         inputs = own + [p for _, o in specific for p in o.parameters() if p.requires_grad]
         loss = torch.stack([t for t, _ in specific]).sum()
         grads = torch.autograd.grad(loss, inputs, retain_graph=bool(whole), allow_unused=True)

@@ -112,3 +112,38 @@ def test_two_processes_give_the_head_specific_gradients_of_one(tmp_path: Path) -
         for got in torch.load(tmp_path / f"rank{r}.pt"):
             for name, g in want.items():
                 torch.testing.assert_close(got[name], g, rtol=1e-4, atol=1e-6, msg=f"rank {r}: d/d{name}")
+
+
+def test_without_shared_weights_one_pass_gives_the_two_pass_gradient(monkeypatch: object) -> None:
+    """On a frozen encoder nothing is shared: the head-specific push joins the pull's backward
+    pass (no separate autograd.grad), and each weight's gradient is the same as the two passes'."""
+    import pytest
+
+    from mihead.contracts import ImageSpec
+
+    registry = load_registry()
+    pixels = registry.get("backbone", "pixels").cls
+    torch.manual_seed(0)
+    model = MultiHeadModel(pixels(pixels.Params(), ImageSpec(1, 2)), [LinearHead(HeadParams(), 4, K) for _ in range(3)], [], 3)
+    objectives = _objectives("head_specific")
+    x = torch.nn.functional.normalize(torch.randn(VIEWS, BATCH, 4), dim=-1)
+
+    def terms() -> dict[str, torch.Tensor]:
+        outputs = model(x)
+        return {t.name: t.module(outputs) for t in objectives}
+
+    model.zero_grad(set_to_none=True)
+    two_pass = terms()
+    own = [p for head in model.head_parameters() for p in head]
+    pushed = torch.autograd.grad(0.5 * two_pass["dhog_push"], own, retain_graph=True, allow_unused=True)
+    two_pass["iic"].backward()
+    expected = {id(p): p.grad.clone() + (g if g is not None else 0) for p, g in zip(own, pushed, strict=True) if p.grad is not None}
+
+    model.zero_grad(set_to_none=True)
+    calls: list[object] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.autograd, "grad", lambda *a, **k: calls.append(a))
+        backward(terms(), objectives, model)
+    assert calls == []  # one backward pass, no separate head-specific one
+    for p in own:
+        torch.testing.assert_close(p.grad, expected[id(p)])
