@@ -58,7 +58,7 @@ class EncodedViews:
         self.world_size = world_size
         self.steps_per_epoch = self.table.n // (batch_size * world_size)
         self._prepared = {key: self._prepare(table) for key, table in tables.items()}
-        self._knn: dict[tuple[int, int], KnnScore] = {}
+        self._knn: dict[tuple[int, int], KnnScore | None] = {}
 
     def _prepare(self, table: EmbeddingTable) -> torch.Tensor | None:
         plain = torch.from_numpy(np.asarray(table.plain, dtype=np.float32)).to(self.device)

@@ -16,6 +16,8 @@ import dataclasses
 import numpy as np
 import torch
 
+from mihead import lightly_parts
+
 __all__ = ["KnnScore", "knn_accuracy"]
 
 K = 20
@@ -37,8 +39,8 @@ class KnnScore:
 
 
 def _predict(query: np.ndarray, bank: np.ndarray, bank_labels: np.ndarray, classes: int, k: int, chunk: int) -> np.ndarray:
-    from lightly.utils.benchmarking import knn_predict  # imports Lightning: only where labels exist
-
+    knn_predict = lightly_parts.knn_predict()
+    assert knn_predict is not None  # knn_accuracy checked
     features = torch.nn.functional.normalize(torch.from_numpy(np.asarray(bank, dtype=np.float32)), dim=1).T.contiguous()
     labels = torch.from_numpy(bank_labels.astype(np.int64))
     out = []
@@ -55,10 +57,12 @@ def knn_accuracy(
     *,
     bank_name: str = "",
     chunk: int = 1024,
-) -> KnnScore:
+) -> KnnScore | None:
     """The kNN accuracy of ``embeddings`` [N, D] against ``labels`` [N]: predicted from
     ``bank`` (embeddings, labels; ``bank_name`` says which split) when given, else two-fold
-    over the images themselves."""
+    over the images themselves. None, with a warning, where lightly is not installed."""
+    if lightly_parts.knn_predict() is None:
+        return None
     classes = int(max(labels.max(), bank[1].max() if bank else 0)) + 1
     if bank is not None:
         k = min(K, len(bank[0]))

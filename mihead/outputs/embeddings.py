@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mihead import lightly_parts
 from mihead.evaluate import Evaluation
 from mihead.files import write_atomically
 from mihead.run_directory import EMBEDDINGS_FILE
@@ -16,11 +17,11 @@ __all__ = ["write_embeddings"]
 
 def write_embeddings(run_dir: Path, evaluation: Evaluation) -> Path | None:
     """RUN_DIR/embeddings.csv of ``evaluation``'s images, written atomically; None (nothing
-    written) when the run's backbone is not a frozen encoder."""
-    if evaluation.embeddings is None:
+    written) when the run's backbone is not a frozen encoder, or lightly is not installed (a
+    warning says so)."""
+    save_embeddings = lightly_parts.save_embeddings() if evaluation.embeddings is not None else None
+    if evaluation.embeddings is None or save_embeddings is None:
         return None
-    from lightly.utils.io import save_embeddings  # lightly is imported by runs that need it alone
-
     embeddings = evaluation.embeddings
     labels = [0] * len(embeddings) if evaluation.labels is None else evaluation.labels.tolist()
     return write_atomically(run_dir / EMBEDDINGS_FILE, lambda tmp: save_embeddings(str(tmp), embeddings, labels, list(evaluation.ids)))
