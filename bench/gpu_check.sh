@@ -15,6 +15,10 @@
 #                       epochs, stopped by SIGTERM after --train-seconds (it checkpoints)
 #   eval                mihead eval on that checkpoint (summary.json, plots)
 #   report              bench/time_to_accuracy.py: epoch time, accuracy against time
+#   frozen              heads on frozen features: bench/encoders.py (ViT-B/16 embeddings/s), then
+#                       mihead run recipes/temi_cifar10.toml with random ViT-B/16 weights saved
+#                       here: CIFAR-10's 60,000 images encoded (images/s on the bar) and cached,
+#                       neighbours mined, a few head epochs (no download; the scores mean nothing)
 #   train_step          bench/train_step.py --augment: baseline vs mihead, largest batch
 #   train_step_compile  the same with --compile (no largest-batch search: each size recompiles)
 # Everything printed goes to $OUT/gpu_check.log when OUT is set (else build/gpu_check/out/),
@@ -50,7 +54,7 @@ DATA=data/cifar10-shared
 ONLY=""
 LIMIT_MIB=64
 SHARED_PACK=../shared/data/cifar10
-STAGES=(env data pytest train eval report train_step train_step_compile)
+STAGES=(env data pytest train eval report frozen train_step train_step_compile)
 
 usage() { sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
@@ -279,6 +283,21 @@ stage_report() {
     local targets=(0.2 0.3 0.4 0.5 0.6)
     [ "$DRY" = 1 ] && targets=(0.15 0.2)
     say timeout "$(limit "$REPORT_CAP")" "$PYTHON" bench/time_to_accuracy.py "$RUN" --targets "${targets[@]}"
+}
+
+stage_frozen() {
+    local model=vit_base_patch16_224 weights=$WORK/frozen_weights.safetensors sets
+    local encode=(--device cuda --models "$model" --batch 256 --batches 5)
+    sets=(data.root="$DATA" data.verify=false backbone.weights="$weights" backbone.cache="$WORK/embeddings" train.epochs=5 eval.every=0)
+    if [ "$DRY" = 1 ]; then
+        model=test_vit.r160_in1k
+        encode=(--device cpu --models "$model" --batch 4 --batches 1 --threads 1)
+        sets+=(backbone.model="$model" data.limit=256 train.device=cpu train.batch_size=32 train.epochs=1 augment.k=5 head.hidden=16 eval.batch_size=256)
+    fi
+    say timeout -k 10 "$(limit 60)" "$PYTHON" bench/encoders.py "${encode[@]}" || return $?
+    timeout 60 "$PYTHON" -c "import sys, timm; from safetensors.torch import save_file; save_file(timm.create_model(sys.argv[1]).state_dict(), sys.argv[2])" "$model" "$weights" || return $?
+    rm -rf "$WORK/embeddings" "$WORK/frozen"
+    say timeout -k 10 "$(limit 150)" "$PYTHON" -m mihead run recipes/temi_cifar10.toml --out "$WORK/frozen" "${sets[@]/#/--set=}"
 }
 
 collect() {  # the run directory's small files, beside the log

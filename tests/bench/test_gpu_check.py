@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -103,3 +104,16 @@ def test_dry_run_trains_until_sigterm_then_evaluates_and_tabulates(cifar10_root:
     assert not any(n.startswith("checkpoint") for n in names)
     evaluated = json.loads((out / "summary.json").read_text())
     assert evaluated["device"] == "cpu" and evaluated["steps"] > 0 and len(evaluated["heads"]) == 8
+
+
+def test_dry_frozen_stage_encodes_and_trains_without_lightly(cifar10_root: Path, tmp_path: Path) -> None:
+    """The frozen stage at --dry size: the encoder bench, a tiny timm ViT's random weights saved,
+    recipes/temi_cifar10.toml run on them (lightly hidden: its two outputs left out with a warning)."""
+    done = gpu_check("--dry", "--only", "frozen", "--data", str(cifar10_root), out=tmp_path / "out", work=tmp_path / "work")
+    log = done.stdout
+    assert done.returncode == 0, log[-4000:] + done.stderr[-2000:]
+    assert re.search(r"test_vit.r160_in1k: input 160 px, \d+-d, [\d,.]+ embeddings/s", log)
+    assert "mihead: warning: embeddings.csv left out" in log and "the encoder's kNN accuracy left out" in log
+    assert f"{'frozen':<20} passed" in log
+    summary = json.loads((tmp_path / "work" / "frozen" / "summary.json").read_text())
+    assert len(summary["heads"]) == 16 and summary["steps"] > 0

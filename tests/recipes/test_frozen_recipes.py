@@ -104,8 +104,37 @@ def test_a_run_whose_encoder_changed_is_refused_in_one_line(tmp_path: Path, caps
         assert "frozen encoder was normalize = 'true'" in lines[0]
 
 
-@pytest.mark.parametrize("recipe", ["frozen_digits.toml"])
+@pytest.mark.parametrize("recipe", ["frozen_digits.toml", "frozen_folder.toml", "temi_cifar10.toml"])
 def test_the_frozen_recipes_check_offline(recipe: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, stdout, stderr = _main(capsys, "check", str(RECIPES / recipe))
     assert code == 0, stderr
     assert ": ok (" in stdout
+
+
+def test_temi_cifar10_trains_with_local_weights(cifar10_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The recipe as it is, on a tiny timm ViT whose random weights the test saves (the
+    recipe's ViT-B/16 needs the hub), 256 images of each split, two steps."""
+    import timm
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "vit.safetensors"
+    save_file(timm.create_model("test_vit.r160_in1k").state_dict(), str(weights))
+    sets = {
+        "data.root": json.dumps(str(cifar10_root)),
+        "data.verify": "false",
+        "data.limit": "256",
+        "backbone.model": '"test_vit.r160_in1k"',
+        "backbone.weights": json.dumps(str(weights)),
+        "backbone.cache": json.dumps(str(tmp_path / "cache")),
+        "train.device": '"cpu"',
+        "train.batch_size": "64",
+        "train.max_steps": "2",
+        "head.hidden": "16",
+        "eval.every": "0",
+    }
+    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    code, stdout, stderr = _main(capsys, "run", str(RECIPES / "temi_cifar10.toml"), "--out", str(tmp_path / "run"), *args)
+    assert code == 0, stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert len(summary["heads"]) == 16 and summary["steps"] == 2 and "encoder_knn" in summary
+    assert "encoder kNN accuracy" in stdout
