@@ -18,6 +18,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,8 +27,10 @@ from rich.console import Console
 from mihead.contracts import EmbeddingAugmenter, FrozenEncoder
 from mihead.data import derive_seed
 from mihead.distributed import current
+from mihead.errors import UsageError
 from mihead.image_cache import cache_folder
 from mihead.images import rate_progress
+from mihead.run_directory import check_writable
 from mihead.store import filled_store, stored
 
 __all__ = ["FORMAT", "EmbeddingTable", "encode_batches", "encode_split", "images_digest"]
@@ -87,9 +90,20 @@ def _key(encoder: FrozenEncoder, images: np.ndarray, dtype: str, augmenter: Embe
         "images": images_digest(images),
         "dtype": dtype,
         "copies": copies,
-        "augment": [augmenter.name, repr(augmenter.params), seed] if copies else None,
+        "augment": [augmenter.augmentation(), seed] if copies else None,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _check_cache(folder: Path) -> None:
+    """A one-line UsageError (exit 2) when the cache folder cannot be made or written, before
+    anything is encoded: a recipe's mistake, not the machine's (a full disk is a WriteError)."""
+    hint = 'give a writable folder, or "" for no cache'
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"backbone.cache: cannot make {folder}: {exc.strerror or exc}; {hint}") from None
+    check_writable(folder, label="backbone.cache", hint=hint)
 
 
 def encode_split(
@@ -124,6 +138,8 @@ def encode_split(
     if folder is not None and (rows := stored(folder, key, shape, params.dtype)) is not None:
         console.print(f"embeddings of {n:,} images{f' and {copies} copies of each' if copies else ''} read from the cache: {folder / key}.npy", highlight=False, soft_wrap=True)
         return EmbeddingTable(rows, n, copies)
+    if folder is not None:
+        _check_cache(folder)
     encoder.prepare(device)
     progress = rate_progress(console, "encoding")
     assert progress is not None

@@ -94,6 +94,12 @@ class EmbeddingAugmenter(Augmenter[ParamsT]):
         """How many augmented encodings of each image the views need (0: the plain ones alone)."""
         return 0
 
+    def augmentation(self) -> str:
+        """What decides :meth:`augment`'s copies, as a string: part of the embedding cache's key,
+        so that views which differ in nothing else (another ``k``, more views) reuse the cached
+        copies. By default the augmenter's name and all its parameters."""
+        return f"{self.name}: {self.params!r}"
+
     def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One random augmentation of each uint8 image [B, C, H, W] on the device, uint8 of the
         same shape, from ``generator`` (keyed per copy and batch by the core); called only when

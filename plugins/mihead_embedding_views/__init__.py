@@ -62,6 +62,10 @@ class _CachedCopies(EmbeddingAugmenter[P]):
     def copies(self) -> int:
         return self.params.copies
 
+    def augmentation(self) -> str:
+        """The crops and flips alone: both flavours, with any ``k`` or number of views, share the copies."""
+        return f"crops and flips: crop_min={self.params.crop_min!r}, flip={self.params.flip!r}"
+
     def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """A square crop of a random area in [crop_min, 1] at a random place, resized back to
         the image's side (bilinear), mirrored with probability ``flip``."""

@@ -116,3 +116,11 @@ def test_crops_zoom_in() -> None:
 @pytest.mark.parametrize("cls", [Neighbours, AugmentedEmbeddings])
 def test_contract(cls: type[Neighbours] | type[AugmentedEmbeddings]) -> None:
     check_augmenter(cls, cls.Params(copies=2), SPEC)
+
+
+def test_both_flavours_share_cached_copies_unless_the_crops_differ() -> None:
+    neighbours = Neighbours(NeighboursParams(k=5, views=3, copies=2), SPEC)
+    augmented = AugmentedEmbeddings(AugmentedEmbeddingsParams(copies=2), SPEC)
+    assert neighbours.augmentation() == augmented.augmentation()  # the cache key's part: k and views left out
+    other = AugmentedEmbeddings(AugmentedEmbeddingsParams(copies=2, crop_min=0.5), SPEC)
+    assert other.augmentation() != augmented.augmentation()

@@ -138,3 +138,12 @@ def test_temi_cifar10_trains_with_local_weights(cifar10_root: Path, tmp_path: Pa
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert len(summary["heads"]) == 16 and summary["steps"] == 2 and "encoder_knn" in summary
     assert "encoder kNN accuracy" in stdout
+
+
+def test_a_cache_folder_that_cannot_be_made_is_one_line_and_leaves_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    out = tmp_path / "run"
+    code, _, stderr = _main(capsys, "run", str(DIGITS), "--out", str(out), "--set", f"backbone.cache={json.dumps(str(blocker / 'cache'))}")
+    assert code == 2 and stderr.strip().splitlines()[-1].startswith("mihead: error: backbone.cache: cannot make")
+    assert "encoding" not in stderr and not out.exists()
