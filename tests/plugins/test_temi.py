@@ -4,6 +4,7 @@ cluster prior's moving average, where its gradient goes, and its prior through a
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +129,31 @@ def test_a_one_hot_pair_stays_finite() -> None:
 
 def test_contract() -> None:
     check_objective(TEMI)
+
+
+def _temi_rank(rank: int, world: int, rendezvous: str, batches: torch.Tensor, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
+    try:
+        objective = TEMI(TEMIParams(), context())
+        for probs in batches[:, :, :, rank * 4 : (rank + 1) * 4]:  # this rank's half of each global batch
+            objective(ModelOutputs(probs=probs, over_probs=None, features={}))
+        torch.save(objective.prior, Path(out) / f"prior{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_under_two_processes_every_rank_keeps_the_prior_of_the_global_batch(tmp_path: Path) -> None:
+    """Each rank's batch mean is averaged over the ranks before the moving average: both ranks
+    end with the prior of one process that saw the whole global batches."""
+    import torch.multiprocessing as mp
+
+    batches = torch.stack([probabilities(2, 2, 8, 4, seed=s) for s in range(3)])
+    mp.spawn(_temi_rank, args=(2, str(tmp_path / "rendezvous"), batches, str(tmp_path)), nprocs=2)
+    alone = TEMI(TEMIParams(), context())
+    for probs in batches:
+        alone(ModelOutputs(probs=probs, over_probs=None, features={}))
+    for rank in range(2):
+        torch.testing.assert_close(torch.load(tmp_path / f"prior{rank}.pt"), alone.prior)

@@ -147,3 +147,24 @@ def test_a_cache_folder_that_cannot_be_made_is_one_line_and_leaves_nothing(tmp_p
     code, _, stderr = _main(capsys, "run", str(DIGITS), "--out", str(out), "--set", f"backbone.cache={json.dumps(str(blocker / 'cache'))}")
     assert code == 2 and stderr.strip().splitlines()[-1].startswith("mihead: error: backbone.cache: cannot make")
     assert "encoding" not in stderr and not out.exists()
+
+
+def test_torchrun_two_processes_share_one_cache_entry_and_write_one_run(tmp_path: Path) -> None:
+    """Under torchrun (2 gloo processes) the ranks encode into one cache entry (one fills it,
+    the other waits on its lock and reads it) and rank 0 writes the run's outputs once."""
+    import os
+    import subprocess
+    import sys
+
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    overrides = ["train.max_steps=4", "train.batch_size=200", f"backbone.cache={json.dumps(str(cache))}"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "mihead", "run", str(DIGITS)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    done = subprocess.run([*command, *[a for s in overrides for a in ("--set", s)], "--out", str(run)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list(cache.glob("*.npy"))) == 1 and not list(cache.glob("*.partial*"))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 4 and "encoder_knn" in summary
+    assert done.stdout.count("Per-head results") == 1 and done.stdout.count("encoder kNN accuracy") == 1
+    with open(run / "embeddings.csv", newline="") as f:
+        assert sum(1 for _ in f) == 1 + 1797
