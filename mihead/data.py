@@ -24,6 +24,7 @@ exactly as without the option, so only view 0 changes; evaluation batches are un
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -34,7 +35,7 @@ from torch.utils.data import DataLoader, Sampler
 from mihead.contracts import Augmenter, BatchAugmenter, ImageAugmenter
 from mihead.errors import DataError
 
-__all__ = ["EVAL_EPOCH", "ViewBatches", "ViewSource", "derive_seed", "eval_view_batches", "make_view_source", "permutation", "rank_chunks", "too_few", "views_on_device"]
+__all__ = ["EVAL_EPOCH", "EpochPlan", "ViewBatches", "ViewSource", "derive_seed", "eval_view_batches", "make_view_source", "views_on_device"]
 
 EVAL_EPOCH = 2**31 - 1  # the key of the fixed random views used for nmi_zz at evaluation
 
@@ -48,7 +49,7 @@ def derive_seed(*keys: int) -> int:
     return int(np.random.SeedSequence(_seed_words(*keys)).generate_state(1, np.uint64)[0] >> 1)
 
 
-def too_few(n: int, batch_size: int, world_size: int) -> str:
+def _too_few(n: int, batch_size: int, world_size: int) -> str:
     """Why ``n`` training images cannot make one batch of ``batch_size`` for each of
     ``world_size`` processes, and what to change: the batch when it can shrink, the data when
     even the smallest batch (train.batch_size is at least 2) does not fit."""
@@ -105,37 +106,63 @@ class _EvalViews(torch.utils.data.Dataset[tuple[np.ndarray, np.ndarray]]):
 
 
 class _EpochOrder(Sampler[tuple[int, int]]):
-    """This rank's batches of a fresh permutation each epoch, seeded by (seed, epoch), from
-    step ``start`` on, yielding (epoch, index)."""
+    """The plan's batches of epoch ``epoch`` from step ``start`` on, yielding (epoch, index)."""
 
-    def __init__(self, n: int, seed: int, batch_size: int, rank: int, world_size: int) -> None:
-        self.n = n
-        self.seed = seed
-        self.batch_size = batch_size
-        self.rank = rank
-        self.world_size = world_size
+    def __init__(self, plan: EpochPlan) -> None:
+        self.plan = plan
         self.epoch = 0
         self.start = 0
 
     def __len__(self) -> int:
-        return (self.n // (self.batch_size * self.world_size) - self.start) * self.batch_size
+        return (self.plan.steps_per_epoch - self.start) * self.plan.batch_size
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        chunks = rank_chunks(permutation(self.n, self.seed, self.epoch), self.batch_size, self.rank, self.world_size)
-        return iter([(self.epoch, int(i)) for i in chunks[self.start :].flatten()])
+        return iter([(self.epoch, int(i)) for i in self.plan.batches(self.epoch)[self.start :].flatten()])
 
 
-def permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+def _permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(derive_seed(seed, epoch))
     return torch.randperm(n, generator=g)
 
 
-def rank_chunks(order: torch.Tensor, batch_size: int, rank: int, world_size: int) -> torch.Tensor:
+def _rank_chunks(order: torch.Tensor, batch_size: int, rank: int, world_size: int) -> torch.Tensor:
     """Rank ``rank``'s batch of every step [steps, batch_size] of an epoch's ``order``: chunk
     ``rank`` of each global batch of ``world_size * batch_size`` images (a partial last global
     batch is dropped)."""
     steps = len(order) // (batch_size * world_size)
     return order[: steps * world_size * batch_size].view(steps, world_size, batch_size)[:, rank]
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochPlan:
+    """Which samples each training step of an epoch gives process ``rank`` of ``world_size``:
+    a fresh permutation of the ``n`` samples per (seed, epoch) (:func:`_permutation`), cut into
+    global batches of ``world_size * batch_size`` (a partial last one dropped), this rank's
+    chunk of each (:func:`_rank_chunks`); and the key of each step's random views. One plan for
+    every view source, so that images and embeddings are batched and keyed alike."""
+
+    n: int
+    batch_size: int
+    seed: int
+    rank: int = 0
+    world_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.n < self.batch_size * self.world_size:
+            raise DataError(_too_few(self.n, self.batch_size, self.world_size))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n // (self.batch_size * self.world_size)
+
+    def batches(self, epoch: int) -> torch.Tensor:
+        """This rank's sample indices of every step of epoch ``epoch``, int64 [steps, batch_size]."""
+        return _rank_chunks(_permutation(self.n, self.seed, epoch), self.batch_size, self.rank, self.world_size)
+
+    def step_key(self, step: int) -> int:
+        """The global chunk this rank's batch at ``step`` is: with the seed and epoch, the key
+        of its views' randomness."""
+        return step * self.world_size + self.rank
 
 
 def _to_float_views(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -152,7 +179,10 @@ class ViewBatches(Protocol):
     """What training and evaluation read views from: :class:`ViewSource` (made from images) or
     :class:`mihead.encoded_views.EncodedViews` (read from a frozen encoder's embeddings)."""
 
-    steps_per_epoch: int
+    @property
+    def steps_per_epoch(self) -> int:
+        """Training steps of one epoch on this rank."""
+        ...
 
     def train_batches(self, epoch: int, skip: int = 0) -> Iterator[torch.Tensor]:
         """This rank's views of epoch ``epoch`` [V, B, ...] on the device, one per step, after
@@ -182,30 +212,29 @@ class ViewSource:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        if len(images) < batch_size * world_size:
-            raise DataError(too_few(len(images), batch_size, world_size))
+        self.plan = EpochPlan(len(images), batch_size, seed, rank, world_size)
         self.images = images
         self.augmenter = augmenter
         self.on_device = on_device
-        self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
         self.device = device
         self.original_view = original_view
-        self.rank = rank
-        self.world_size = world_size
-        self.steps_per_epoch = len(images) // (batch_size * world_size)
         if on_device:
             self._device_images = _hwc_to_chw(images, device)
         else:
             assert isinstance(augmenter, ImageAugmenter)
-            self._order = _EpochOrder(len(images), seed, batch_size, rank, world_size)
+            self._order = _EpochOrder(self.plan)
             self._loader = self._make_loader(
                 _KeyedViews(images, augmenter, seed, original_view),
                 batch_size,
                 sampler=self._order,
                 drop_last=True,
             )
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.plan.steps_per_epoch
 
     def _make_loader(self, dataset: torch.utils.data.Dataset[Any], batch_size: int, **kwargs: object) -> DataLoader[Any]:
         workers = self.num_workers
@@ -229,12 +258,10 @@ class ViewSource:
         step, after the first ``skip`` steps (done before a resumed checkpoint)."""
         if self.on_device:
             assert isinstance(self.augmenter, BatchAugmenter)
-            order = permutation(len(self.images), self.seed, epoch).to(self.device)
-            chunks = rank_chunks(order, self.batch_size, self.rank, self.world_size)
+            chunks = self.plan.batches(epoch).to(self.device)
             for s in range(skip, self.steps_per_epoch):
                 chunk = self._device_images[chunks[s]]
-                key = s * self.world_size + self.rank
-                views = self.augmenter.batch_views(chunk, self._device_generator(epoch, key))
+                views = self.augmenter.batch_views(chunk, self._device_generator(epoch, self.plan.step_key(s)))
                 if self.original_view:
                     views = torch.cat([self.augmenter.eval_batch(chunk)[None], views[1:]])
                 yield views

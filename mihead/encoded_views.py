@@ -2,7 +2,7 @@
 
 The counterpart of :class:`mihead.data.ViewSource` for a frozen encoder
 (:class:`mihead.contracts.FrozenEncoder`): the same steps, batch order and sharding over ranks
-(keyed by seed and epoch, :func:`mihead.data.permutation` and :func:`mihead.data.rank_chunks`),
+(:class:`mihead.data.EpochPlan`),
 but a view of a sample is a row of its split's embedding table
 (:class:`mihead.embeddings.EmbeddingTable`) that the recipe's
 :class:`mihead.contracts.EmbeddingAugmenter` picks (a mined neighbour, a cached augmentation),
@@ -18,9 +18,8 @@ import numpy as np
 import torch
 
 from mihead.contracts import EmbeddingAugmenter, ImageData
-from mihead.data import EVAL_EPOCH, derive_seed, permutation, rank_chunks, too_few
+from mihead.data import EVAL_EPOCH, EpochPlan, derive_seed
 from mihead.embeddings import EmbeddingTable
-from mihead.errors import DataError
 from mihead.knn import KnnScore, knn_accuracy
 
 __all__ = ["EncodedViews"]
@@ -47,18 +46,17 @@ class EncodedViews:
     ) -> None:
         self._train = id(train)
         self.table = tables[self._train]
-        if self.table.n < batch_size * world_size:
-            raise DataError(too_few(self.table.n, batch_size, world_size))
+        self.plan = EpochPlan(self.table.n, batch_size, seed, rank, world_size)
         self.tables = tables
         self.augmenter = augmenter
-        self.batch_size = batch_size
         self.seed = seed
         self.device = device
-        self.rank = rank
-        self.world_size = world_size
-        self.steps_per_epoch = self.table.n // (batch_size * world_size)
         self._prepared = {key: self._prepare(table) for key, table in tables.items()}
         self._knn: dict[tuple[int, int], KnnScore | None] = {}
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.plan.steps_per_epoch
 
     def _prepare(self, table: EmbeddingTable) -> torch.Tensor | None:
         plain = torch.from_numpy(np.asarray(table.plain, dtype=np.float32)).to(self.device)
@@ -81,10 +79,10 @@ class EncodedViews:
     def train_batches(self, epoch: int, skip: int = 0) -> Iterator[torch.Tensor]:
         """This rank's views of epoch ``epoch``, float [V, B, D] on the device, one per step,
         after the first ``skip`` steps."""
-        chunks = rank_chunks(permutation(self.table.n, self.seed, epoch), self.batch_size, self.rank, self.world_size)
+        chunks = self.plan.batches(epoch)
         prepared = self._prepared[self._train]
         for s in range(skip, self.steps_per_epoch):
-            yield self._views(self.table, prepared, chunks[s], epoch, s * self.world_size + self.rank)
+            yield self._views(self.table, prepared, chunks[s], epoch, self.plan.step_key(s))
 
     def eval_batches(self, images: np.ndarray, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """For each batch of a loaded split's ``images``: their plain embeddings float [B, D]
