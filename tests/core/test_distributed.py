@@ -106,6 +106,7 @@ def _rank_worker(
         shard = x[:, rank * BATCH : (rank + 1) * BATCH]
         results = {cls.name: loss_and_grads(ranks.wrap(loss_terms(cls)), shard) for cls in objectives}
         torch.save(results, Path(out) / f"rank{rank}.pt")
+        dist.barrier()  # both ranks done before either tears gloo down (else one may abort at exit)
     finally:
         dist.destroy_process_group()
 

@@ -96,6 +96,7 @@ def _rank(rank: int, world: int, rendezvous: str, x: torch.Tensor, out: str) -> 
         module = current().wrap(_LossTerms(model, objectives))
         grads = [_step(module, model, objectives, x[:, rank * BATCH : (rank + 1) * BATCH]) for _ in range(2)]
         torch.save(grads, Path(out) / f"rank{rank}.pt")
+        dist.barrier()  # both ranks done before either tears gloo down (else one may abort at exit)
     finally:
         dist.destroy_process_group()
 

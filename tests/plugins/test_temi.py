@@ -141,6 +141,7 @@ def _temi_rank(rank: int, world: int, rendezvous: str, batches: torch.Tensor, ou
         for probs in batches[:, :, :, rank * 4 : (rank + 1) * 4]:  # this rank's half of each global batch
             objective(ModelOutputs(probs=probs, over_probs=None, features={}))
         torch.save(objective.prior, Path(out) / f"prior{rank}.pt")
+        dist.barrier()  # both ranks done before either tears gloo down (else one may abort at exit)
     finally:
         dist.destroy_process_group()
 
