@@ -16,17 +16,21 @@ pair whose assignments disagree, likely a false neighbour, counts little. beta <
 default) flattens the joint probabilities, which keeps the heads from collapsing onto few
 clusters; beta = 1 with a uniform prior is plain PMI. The loss is minus the mean of
 w * pmi_beta over heads, ordered pairs of views and samples. The prior is an exponential moving
-average of the batch's mean assignment: q~ <- m q~ + (1 - m) mean_x q(c|x), after each step,
-from the training steps alone (and averaged over ranks under torchrun, so every rank keeps the
-same one); it is a buffer of the objective, saved in checkpoints.
+average of the batch's mean assignment: q~ <- m q~ + (1 - m) mean_x q(c|x), moved before the
+batch's loss is computed, as the official code does (so the batch counts 1 - m in the prior its
+own loss divides by, and momentum 0 is the batch's own mean), from the training steps alone
+(and averaged over ranks under torchrun, so every rank keeps the same one); it is a buffer of
+the objective, saved in checkpoints.
 
 How TEMI's teacher and student map onto mihead: TEMI trains student heads and takes its
 targets from teacher heads, an exponential moving average of the student weights with their
 own softmax temperatures. mihead's heads are one set; here the second view of each ordered pair
 plays the teacher, detached, and both orders (x, x') and (x', x) are summed as TEMI symmetrises
-the pair. The weight w is the mean over heads of each head's agreement (``weighting =
-"heads_mean"``, shared by the heads as in TEMI's multi-head training; ``per_head``: each head's
-own; ``none``: 1). Left out: the EMA teacher network and the temperatures (a head's softmax is
+the pair (with both orders from one set of heads, the gradient is half that of the undetached
+loss: a scale, not a direction). The weight w is the mean over heads of each head's agreement
+(``weighting = "heads_mean"``, shared by the heads as in TEMI's multi-head training;
+``per_head``: each head's own; ``none``: 1); with more than two views TEMI's code also averages
+it over the view pairs, here each pair keeps its own (the same with two views). Left out: the EMA teacher network and the temperatures (a head's softmax is
 its own business in mihead).
 """
 
@@ -43,7 +47,8 @@ from mihead.contracts import ModelOutputs, Objective, ObjectiveContext, Objectiv
 __all__ = ["TEMI", "TEMIParams", "temi_loss"]
 
 TINY = 1e-30
-"""Floor of a joint probability before its logarithm, whose gradient is infinite at 0."""
+"""Floor of a joint probability (whose logarithm's gradient is infinite at 0) and of a prior (a
+cluster no sample of a batch touches, in float32, with momentum 0) before their logarithms."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +75,7 @@ def temi_loss(probs: torch.Tensor, prior: torch.Tensor, beta: float, weighting: 
     student = probs.index_select(1, first)
     teacher = probs.index_select(1, second).detach()
     # log sum_c exp(beta log(q q') - log q~): the same sum, stable however small the terms
-    pmi = torch.logsumexp(beta * (student * teacher).clamp_min(TINY).log() - prior.log()[:, None, None, :], dim=-1)  # [H, P, B]
+    pmi = torch.logsumexp(beta * (student * teacher).clamp_min(TINY).log() - prior.clamp_min(TINY).log()[:, None, None, :], dim=-1)  # [H, P, B]
     with torch.no_grad():
         agree = (student.detach() * teacher).sum(-1)
         weight = {"heads_mean": agree.mean(0, keepdim=True), "per_head": agree, "none": torch.ones_like(agree)}[weighting]
@@ -92,14 +97,13 @@ class TEMI(Objective[TEMIParams]):
         self.register_buffer("over_prior", torch.full((context.heads if context.overclusters else 0, over), 1 / over))
 
     def _term(self, probs: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
-        loss = temi_loss(probs, prior.to(probs.dtype), self.params.beta, self.params.weighting).mean()
         if self.training:
             self._update(prior, probs)
-        return loss
+        return temi_loss(probs, prior.to(probs.dtype), self.params.beta, self.params.weighting).mean()
 
     @torch.no_grad()
     def _update(self, prior: torch.Tensor, probs: torch.Tensor) -> None:
-        """The prior's moving average, after the loss has used it; the same on every rank."""
+        """The prior's moving average, before the loss uses it; the same on every rank."""
         batch = probs.detach().float().mean(dim=(1, 2))  # [H, K]
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(batch)

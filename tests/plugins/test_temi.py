@@ -92,11 +92,24 @@ def test_the_prior_is_a_moving_average_of_the_training_batches() -> None:
     assert torch.equal(frozen, objective.prior)  # outside training the prior stays
 
 
-def test_the_loss_uses_the_prior_before_its_update() -> None:
+def test_the_loss_uses_the_prior_moved_by_its_own_batch() -> None:
+    """As the official code: the batch's mean assignment enters the prior (weight 1 - m) before its loss."""
     objective = TEMI(TEMIParams(), context())
     probs = probabilities(2, 2, 8, 4)
     loss = objective(ModelOutputs(probs=probs, over_probs=None, features={}))
-    assert loss.item() == pytest.approx(temi_loss(probs, torch.full((2, 4), 0.25), 0.6).mean().item(), rel=1e-6)
+    moved = 0.9 * torch.full((2, 4), 0.25) + 0.1 * probs.mean(dim=(1, 2))
+    assert loss.item() == pytest.approx(temi_loss(probs, moved, 0.6).mean().item(), rel=1e-6)
+    assert loss.item() != pytest.approx(temi_loss(probs, torch.full((2, 4), 0.25), 0.6).mean().item(), rel=1e-6)
+
+
+def test_a_cluster_no_sample_touches_leaves_the_loss_finite() -> None:
+    """Momentum 0 and a cluster whose probabilities underflow to 0 in float32: its prior is 0."""
+    objective = TEMI(TEMIParams(momentum=0.0), ObjectiveContext(heads=1, views=2, clusters=3, overclusters=0, feature_channels={}))
+    logits = torch.tensor([[200.0, 0.0, -200.0], [0.0, 200.0, -200.0]]).expand(1, 2, 2, 3).clone().requires_grad_()
+    for _ in range(2):
+        loss = objective(ModelOutputs(probs=logits.softmax(-1), over_probs=None, features={}))
+        loss.backward()
+        assert torch.isfinite(loss) and logits.grad is not None and torch.isfinite(logits.grad).all()
 
 
 def test_overclustering_heads_have_their_own_prior() -> None:
@@ -104,10 +117,11 @@ def test_overclustering_heads_have_their_own_prior() -> None:
     assert objective.over_prior.shape == (2, 7)
     probs, over = probabilities(2, 2, 8, 4), probabilities(2, 2, 8, 7, seed=3)
     loss = objective(ModelOutputs(probs=probs, over_probs=over, features={}))
-    both = temi_loss(probs, torch.full((2, 4), 0.25), 0.6).mean() + temi_loss(over, torch.full((2, 7), 1 / 7), 0.6).mean()
+    moved, over_moved = (0.9 * torch.full_like(p.mean(dim=(1, 2)), 1 / p.shape[-1]) + 0.1 * p.mean(dim=(1, 2)) for p in (probs, over))
+    both = temi_loss(probs, moved, 0.6).mean() + temi_loss(over, over_moved, 0.6).mean()
     assert loss.item() == pytest.approx(both.item(), rel=1e-6)
     alone = TEMI(TEMIParams(overclustering=False), context(overclusters=7))
-    assert alone(ModelOutputs(probs=probs, over_probs=over, features={})).item() == pytest.approx(temi_loss(probs, torch.full((2, 4), 0.25), 0.6).mean().item(), rel=1e-6)
+    assert alone(ModelOutputs(probs=probs, over_probs=over, features={})).item() == pytest.approx(temi_loss(probs, moved, 0.6).mean().item(), rel=1e-6)
 
 
 def test_the_prior_is_kept_in_the_state_dict() -> None:
