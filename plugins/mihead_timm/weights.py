@@ -50,7 +50,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             loaded: object = load_file(str(path), device="cpu")
         else:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" not in str(exc):  # not an object refused but bytes that are no pickle (torch names the refused global)
+            raise RecipeError(f"backbone.weights {path}: cannot be read (not a torch or safetensors file); truncated or not a weights file?") from None
         raise RecipeError(
             f"backbone.weights {path}: refused, the file holds Python objects that loading would build or run "
             "(only tensors are read, with torch.load(weights_only=True)); save the model's state_dict alone, or as .safetensors"

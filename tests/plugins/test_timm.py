@@ -183,7 +183,19 @@ def test_a_truncated_file_is_one_line(tmp_path: Path, suffix: str) -> None:
     enc = encoder(RESNET, path)
     with pytest.raises(RecipeError) as exc:
         enc.prepare(torch.device("cpu"))
-    assert str(path) in one_line(exc) and "truncated" in one_line(exc)
+    assert str(path) in one_line(exc) and "truncated" in one_line(exc) and "refused" not in one_line(exc)
+
+
+@pytest.mark.parametrize("content", ["empty", "random", "safetensors"])
+def test_a_file_of_other_bytes_is_not_called_unsafe(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "other.pth"
+    if content == "safetensors":
+        path.write_bytes(saved(tmp_path, RESNET, ".safetensors")[1].read_bytes())
+    else:
+        path.write_bytes(b"" if content == "empty" else bytes(range(256)) * 4)
+    with pytest.raises(RecipeError) as exc:
+        encoder(RESNET, path).prepare(torch.device("cpu"))
+    assert f"{path}: cannot be read" in one_line(exc) and "truncated or not a weights file" in one_line(exc)
 
 
 @pytest.mark.parametrize(("theirs", "ours", "first"), [(VIT, RESNET, "no weights for 'conv1"), (RESNET, VIT, "no weights for 'cls_token'"), (RESNET, "test_convnext", "KeyError")])
