@@ -67,10 +67,13 @@ def test_the_loaded_encoder_embeds_as_the_saved_model(tmp_path: Path, name: str,
 
 
 def test_a_classifier_of_another_size_is_dropped(tmp_path: Path) -> None:
-    _, path = saved(tmp_path, RESNET, ".safetensors", num_classes=7)
+    model, path = saved(tmp_path, RESNET, ".safetensors", num_classes=7)
     enc = encoder(RESNET, path)
     enc.prepare(torch.device("cpu"))
-    assert enc.encode(images(2)).shape == (2, enc.embedding_dim)
+    x = images(2)
+    with torch.inference_mode():
+        pooled = model.forward_head(model.forward_features(enc.preprocess(x)), pre_logits=True)
+        torch.testing.assert_close(enc.encode(x), torch.nn.functional.normalize(pooled, dim=1))
 
 
 def test_a_training_checkpoint_s_nested_state_dict_loads(tmp_path: Path) -> None:
