@@ -6,14 +6,18 @@ encoder (preprocessing on the device included), from 32 px decoded images.
     python bench/encoders.py --device cuda --models vit_base_patch16_224 --batch 256
 
 Weights are random (the speed does not depend on them; a model's weights are saved to a
-temporary file and loaded as a user's file is). Per model: its input size, embedding size, the
-batch's seconds after a warm-up batch, and embeddings/s, under ``torch.inference_mode`` with
-bf16 autocast on CUDA, as mihead encodes a split (mihead/embeddings.py).
+temporary file and loaded as a user's file is). Per model: its input size and the side it
+resizes to, the embedding size, the median seconds of a batch after a warm-up batch, and
+embeddings/s (images of the timed batches over their summed seconds), under
+``torch.inference_mode`` with bf16 autocast on CUDA, as mihead encodes a split
+(mihead/embeddings.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -39,7 +43,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def embeddings_per_second(name: str, args: argparse.Namespace, folder: Path) -> tuple[TimmEncoder, float]:
+def batch_seconds(name: str, args: argparse.Namespace, folder: Path) -> tuple[TimmEncoder, list[float]]:
+    """The encoder of ``name`` with random weights, and the seconds of each timed batch."""
     device = torch.device(args.device)
     path = folder / f"{name}.safetensors"
     save_file(timm.create_model(name, pretrained=False).state_dict(), str(path))
@@ -52,19 +57,25 @@ def embeddings_per_second(name: str, args: argparse.Namespace, folder: Path) -> 
             start = time.perf_counter()
             encoder.encode(images).cpu()
             seconds.append(time.perf_counter() - start)
-    return encoder, args.batch * args.batches / sum(seconds[1:])
+    return encoder, seconds[1:]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
-    where = f"{args.threads} threads" if args.device == "cpu" else args.device
-    print(f"batch {args.batch}, {args.size} px decoded images, {where}")
+    command = " ".join([sys.executable, *sys.argv]) if argv is None else f"main({list(argv)!r})"
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {args.threads} threads"
+    print(f"command: {command}")
+    print(f"device: {name} | torch {torch.__version__} | timm {timm.__version__}")
+    print(f"batch {args.batch}, {args.size} px decoded images, {args.batches} timed batches after 1 warm-up")
+    print(f"{'model':<24} {'input':>6} {'resize':>6} {'D':>5} {'s/batch':>8} {'embeddings/s':>13}")
     with tempfile.TemporaryDirectory() as folder:
-        for name in args.models:
-            encoder, rate = embeddings_per_second(name, args, Path(folder))
-            print(f"{name}: input {encoder.input_side} px, {encoder.embedding_dim}-d, {rate:,.1f} embeddings/s", flush=True)
+        for model in args.models:
+            encoder, seconds = batch_seconds(model, args, Path(folder))
+            rate = args.batch * len(seconds) / sum(seconds)
+            print(f"{model:<24} {encoder.input_side:>6} {encoder.resize_side:>6} {encoder.embedding_dim:>5} {statistics.median(seconds):>8.3f} {rate:>13,.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,20 +2,22 @@
 run once per image, its pooled feature cached and clustered.
 
 ``model`` is a ``timm.list_models()`` name (``resnet50.a1_in1k``, ``vit_small_patch14_dinov2.lvd142m``,
-``vit_base_patch16_224.dino``, ...); ``weights`` is ``"hub"`` (timm's own download, on a machine
-online) or a local ``.safetensors``, ``.pth`` or ``.bin`` file, loaded by timm as its documented
-``pretrained_cfg_overlay=dict(file=...)`` does, so that a classifier of another size in the file is
-dropped as timm drops it. A weights file is data, never code: timm reads ``.safetensors`` as
-tensors and any other file with ``torch.load(weights_only=True)``, which refuses a pickle that
-would build other objects (checked by this plugin's tests with such a file).
+``vit_base_patch16_224.dino``, ...). ``weights`` is ``"hub"`` (the copy an earlier download left
+in the local Hugging Face cache, else timm's own download, on a machine online) or a local
+``.safetensors``, ``.pth`` or ``.bin`` file. A file is data, never code: it is read as tensors
+(weights.py) and handed to timm's loader (``pretrained_cfg_overlay``), which drops a classifier
+of another size and converts an original checkpoint as it does for its own files; a file of
+another model is refused by its first missing key.
 
 Preprocessing is the model's timm data config (``timm.data.resolve_model_data_config``): the
 shorter side resized to ``floor(input / crop_pct)`` with its interpolation (antialiased), the
 centre ``input`` square cropped, scaled to [0, 1] and normalised with its mean and std. It runs
-on the device on the decoded images (``data.size``; grey images are repeated to three
-channels): decode at the resize size (``floor(input / crop_pct)``, 256 for most 224-px models) and
-the images are resized once, as timm's own evaluation transform resizes a file. The embedding is
-the pooled feature, ``forward_head(forward_features(x), pre_logits=True)``.
+on the device on the decoded images (``data.size``, any side: smaller images are upsampled;
+grey images are repeated to three channels). The decoded images are square, so timm's crop
+modes (centre, squash, border) all come to this one resize and crop; a model whose input is not
+square is refused. Decode at the resize size (``floor(input / crop_pct)``, 256 for most 224-px
+models) and the images are resized once, as timm's own evaluation transform resizes a file. The
+embedding is the pooled feature, ``forward_head(forward_features(x), pre_logits=True)``.
 """
 
 from __future__ import annotations
@@ -24,10 +26,8 @@ import contextlib
 import dataclasses
 import difflib
 import functools
-import hashlib
 import logging
 import math
-import pickle
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,10 +40,12 @@ from torchvision.transforms.v2 import functional as TF
 from mihead import hookimpl
 from mihead.contracts import Backbone, FrozenEncoder, FrozenEncoderParams, ImageSpec, param
 from mihead.errors import RecipeError
+from mihead_timm.weights import SUFFIXES, digest, hub_cached_file, reach_hub, read_state_dict
 
 __all__ = ["TimmEncoder", "TimmEncoderParams"]
 
-SUFFIXES = (".safetensors", ".pth", ".bin", ".pt")
+INTERPOLATIONS = {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR, "nearest": InterpolationMode.NEAREST}
+"""timm's interpolation names that a tensor resize has."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,53 +73,51 @@ def _check_name(name: str) -> None:
     raise RecipeError(f"backbone.model {name!r}: timm has no such model{hint}")
 
 
+@dataclasses.dataclass(frozen=True)
+class _Architecture:
+    """What a model's name alone decides: its data config, its pooled feature's length, its
+    pretrained tag and hub repository."""
+
+    config: dict[str, Any]
+    dim: int
+    tag: str
+    hub_id: str | None
+
+
 @functools.cache
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    """sha256 of a weights file, computed once per (path, size, modification time)."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
-
-HUB = "https://huggingface.co"
-"""Where timm's weights are downloaded from."""
-
-
-def _reach_hub(timeout: float = 5.0) -> None:
-    """Returns when the hub answers within ``timeout`` seconds (through the environment's
-    proxies); raises OSError at once otherwise, rather than after the download's retries (the
-    better part of a minute)."""
-    import urllib.error
-    import urllib.request
+def _architecture(name: str) -> _Architecture:
+    """Built on the meta device (shapes only: no memory, no weights) and run once there on one
+    input-sized image, so that D is the pooled feature's true length and a model that has no
+    pooled feature (an encoder-only model of timm) is refused before any weights are read."""
+    import timm
 
     try:
-        urllib.request.urlopen(urllib.request.Request(HUB, method="HEAD"), timeout=timeout).close()
-    except urllib.error.HTTPError:
-        return  # it answered
+        with torch.device("meta"):
+            skeleton: Any = timm.create_model(name, pretrained=False, num_classes=0).eval()
+        config = dict(timm.data.resolve_model_data_config(skeleton))  # type: ignore[attr-defined,no-untyped-call]
+        pooled = skeleton.forward_head(skeleton.forward_features(torch.empty(1, *config["input_size"], device="meta")), pre_logits=True)
+    except Exception as exc:  # noqa: BLE001 - whatever timm raises, the model cannot serve: one line
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise RecipeError(f"backbone.model {name!r}: timm gives no pooled feature for it ({type(exc).__name__}: {first})") from None
+    if pooled.ndim != 2:
+        raise RecipeError(f"backbone.model {name!r}: its pooled feature has shape {tuple(pooled.shape)}, not [N, D]")
+    pretrained: dict[str, Any] = dict(getattr(skeleton, "pretrained_cfg", None) or {})
+    tag = f"{pretrained.get('architecture', name)}.{pretrained.get('tag') or ''}".rstrip(".")
+    hub_id = pretrained.get("hf_hub_id")
+    return _Architecture(config, int(pooled.shape[1]), tag, hub_id if isinstance(hub_id, str) else None)
 
 
-def _interpolation(name: str) -> InterpolationMode:
-    return {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR, "nearest": InterpolationMode.NEAREST}.get(name, InterpolationMode.BICUBIC)
-
-
-def _load_error(path: Path, name: str, exc: BaseException) -> RecipeError:
-    """What went wrong loading ``path`` into model ``name``, in one line."""
+def _fit_error(path: Path, name: str, exc: BaseException) -> RecipeError:
+    """Why the state dict in ``path`` does not load into model ``name``, in one line."""
     text = str(exc)
-    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text or "Unsupported global" in text:
-        return RecipeError(
-            f"backbone.weights {path}: refused, the file holds Python objects that loading would run "
-            "(only tensors are read, with torch.load(weights_only=True)); save the model's state_dict alone, or as .safetensors"
-        )
     missing = re.search(r'Missing key\(s\) in state_dict: "([^"]+)"', text)
     if missing:
         return RecipeError(f"backbone.weights {path} does not fit {name}: no weights for {missing.group(1)!r} (the file is of another model?)")
-    mismatch = re.search(r"size mismatch for ([^:]+): (.*)", text)
+    mismatch = re.search(r"size mismatch for ([^:]+):", text)
     if mismatch:
-        return RecipeError(f"backbone.weights {path} does not fit {name}: size mismatch for {mismatch.group(1)!r}")
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return RecipeError(f"backbone.weights {path}: cannot be read as {name}'s weights ({type(exc).__name__}: {first[:160]}); truncated or not a weights file?")
+        return RecipeError(f"backbone.weights {path} does not fit {name}: size mismatch for {mismatch.group(1)!r} (the file is of another model?)")
+    first = (text.strip().splitlines() or [""])[0][:160]
+    return RecipeError(f"backbone.weights {path} does not fit {name} ({type(exc).__name__}: {first}); the file is of another model?")
 
 
 class _LoadLog(logging.Handler):
@@ -148,13 +148,18 @@ class _LoadLog(logging.Handler):
 
 
 class TimmEncoder(FrozenEncoder[TimmEncoderParams]):
-    """A timm model as a frozen encoder (see the module)."""
+    """A timm model as a frozen encoder (see the module).
+
+    The network is kept in a plain list, not as a submodule: its weights are the pretrained
+    file's, not the run's, so they must stay out of the model's parameters (nothing trains them,
+    no optimiser sees them), its state_dict and its checkpoints (the identity names the file
+    instead), and out of the model's ``.to()``: ``prepare`` puts it on the encoding device
+    itself.
+    """
 
     name = "timm"
 
     def __init__(self, params: TimmEncoderParams, image: ImageSpec) -> None:
-        import timm
-
         super().__init__(params, image)
         _check_name(params.model)
         if params.weights != "hub":
@@ -163,44 +168,38 @@ class TimmEncoder(FrozenEncoder[TimmEncoderParams]):
                 raise RecipeError(f"backbone.weights {params.weights}: no such file (give a .safetensors, .pth or .bin file, or 'hub')")
             if path.suffix not in SUFFIXES:
                 raise RecipeError(f"backbone.weights {path}: not a weights file ({', '.join(SUFFIXES)})")
-        with torch.device("meta"):  # the architecture's shapes and config, no memory, no weights
-            skeleton = timm.create_model(params.model, pretrained=False, num_classes=0)
-        self._dim = int(getattr(skeleton, "head_hidden_size", None) or getattr(skeleton, "num_features"))  # noqa: B009
-        self._config: dict[str, Any] = dict(timm.data.resolve_model_data_config(skeleton))  # type: ignore[attr-defined,no-untyped-call]
-        pretrained: dict[str, Any] = dict(getattr(skeleton, "pretrained_cfg", None) or {})
-        self._tag = f"{pretrained.get('architecture', params.model)}.{pretrained.get('tag') or ''}".rstrip(".")
-        # The network lives outside the module tree: its weights are the pretrained file's, not
-        # the run's, so they stay out of the model's parameters, state_dict and checkpoints.
-        self._network: list[Any] = []
-        side = self.input_side
-        if side > 16 * max(image.size, 1):
-            raise RecipeError(f"backbone {params.model}: its {side} px input is more than 16 times the {image.size} px decoded images; decode larger (data.size)")
+        self._arch = _architecture(params.model)
+        config = self._arch.config
+        if config["input_size"][-1] != config["input_size"][-2]:
+            raise RecipeError(f"backbone.model {params.model!r}: its input {tuple(config['input_size'][1:])} is not square; the decoded images are")
+        if config["interpolation"] not in INTERPOLATIONS:
+            raise RecipeError(f"backbone.model {params.model!r}: its interpolation {config['interpolation']!r} is not one of {', '.join(INTERPOLATIONS)}")
+        self._network: list[torch.nn.Module] = []
 
     @property
     def input_side(self) -> int:
-        return int(self._config["input_size"][-1])
+        return int(self._arch.config["input_size"][-1])
 
     @property
     def resize_side(self) -> int:
         """The side timm resizes to before its centre crop: floor(input / crop_pct)."""
-        return math.floor(self.input_side / float(self._config.get("crop_pct") or 1.0))
+        return math.floor(self.input_side / float(self._arch.config.get("crop_pct") or 1.0))
 
     @property
     def embedding_dim(self) -> int:
-        return self._dim
+        return self._arch.dim
 
     def _weights_identity(self) -> str:
         if self.params.weights == "hub":
-            return f"hub:{self._tag}"
+            return f"hub:{self._arch.tag}"
         path = Path(self.params.weights).expanduser()
         try:
-            stat = path.stat()
+            return "sha256:" + digest(path)
         except OSError:
             raise RecipeError(f"backbone.weights {path}: no such file (the run was trained with it: give it back, or the same file elsewhere)") from None
-        return "sha256:" + _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
     def identity(self) -> dict[str, str]:
-        c = self._config
+        c = self._arch.config
         return {
             "model": self.params.model,
             "weights": self._weights_identity(),
@@ -211,40 +210,52 @@ class TimmEncoder(FrozenEncoder[TimmEncoderParams]):
     def prepare(self, device: torch.device) -> None:
         if self._network:
             return
-        import timm
-
-        p = self.params
-        try:
-            if p.weights == "hub":
-                _reach_hub()
-                network = timm.create_model(p.model, pretrained=True, num_classes=0)
-            else:
-                path = Path(p.weights).expanduser()
-                with _LoadLog.watching() as log:
-                    network = timm.create_model(p.model, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": str(path), "source": ""})
-                if log.missing:
-                    raise RecipeError(f"backbone.weights {path} does not fit {p.model}: no weights for {log.missing[0]!r} (the file is of another model?)")
-        except RecipeError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any failure of the load is the user's file or network: one line
-            if p.weights == "hub":
-                raise RecipeError(
-                    f"backbone.weights = 'hub': {p.model}'s pretrained weights could not be fetched ({type(exc).__name__}); "
-                    "offline, download the weights file once elsewhere and give --set backbone.weights=PATH"
-                ) from None
-            raise _load_error(Path(p.weights), p.model, exc) from None
+        if self.params.weights != "hub":
+            network = self._load(Path(self.params.weights).expanduser())
+        elif (cached := hub_cached_file(self._arch.hub_id)) is not None:
+            network = self._load(cached)
+        else:
+            network = self._download()
         network.eval().requires_grad_(False).to(device)
         if device.type == "cuda":
             network.to(memory_format=torch.channels_last)
         self._network.append(network)
 
+    def _load(self, path: Path) -> torch.nn.Module:
+        """The network with the weights in ``path``, loaded by timm from the state dict read here."""
+        import timm
+
+        state = read_state_dict(path)
+        overlay = {"state_dict": state, "source": ""}  # no source: timm's loader takes the state dict, not its hub
+        try:
+            with _LoadLog.watching() as log:
+                network = timm.create_model(self.params.model, pretrained=True, num_classes=0, pretrained_cfg_overlay=overlay)
+        except Exception as exc:  # noqa: BLE001 - the file's tensors do not fit the model: one line
+            raise _fit_error(path, self.params.model, exc) from None
+        if log.missing:
+            raise RecipeError(f"backbone.weights {path} does not fit {self.params.model}: no weights for {log.missing[0]!r} (the file is of another model?)")
+        return network
+
+    def _download(self) -> torch.nn.Module:
+        """The network with timm's pretrained weights, downloaded: at once a one-line error offline."""
+        import timm
+
+        try:
+            reach_hub()
+            return timm.create_model(self.params.model, pretrained=True, num_classes=0)
+        except Exception as exc:  # noqa: BLE001 - any failure of the download is the network's: one line
+            raise RecipeError(
+                f"backbone.weights = 'hub': {self.params.model}'s pretrained weights could not be fetched ({type(exc).__name__}); "
+                "offline, download the weights file once elsewhere and give --set backbone.weights=PATH"
+            ) from None
+
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 [B, C, H, W] -> the float batch timm's evaluation transform makes of them."""
-        c = self._config
+        c = self._arch.config
         x = images.float()
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        x = TF.resize(x, [self.resize_side], interpolation=_interpolation(str(c["interpolation"])), antialias=True)
+        x = TF.resize(x, [self.resize_side], interpolation=INTERPOLATIONS[str(c["interpolation"])], antialias=True)
         x = TF.center_crop(x, [self.input_side, self.input_side]).clamp_(0, 255).div_(255)
         x = TF.normalize(x, list(c["mean"]), list(c["std"]))
         return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
@@ -252,7 +263,7 @@ class TimmEncoder(FrozenEncoder[TimmEncoderParams]):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         if not self._network:
             raise RuntimeError("prepare() loads the network before encode()")
-        network = self._network[0]
+        network: Any = self._network[0]
         features = network.forward_head(network.forward_features(self.preprocess(images)), pre_logits=True).float()
         return torch.nn.functional.normalize(features, dim=1) if self.params.normalize else features
 

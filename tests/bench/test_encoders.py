@@ -18,5 +18,6 @@ def test_tiny_run_prints_every_field(capsys: pytest.CaptureFixture[str]) -> None
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
-    assert "batch 2, 32 px decoded images, 1 threads" in out
-    assert re.search(r"test_resnet: input 160 px, \d+-d, [\d,.]+ embeddings/s", out)
+    assert "device: cpu, 1 threads | torch" in out and "batch 2, 32 px decoded images, 1 timed batches" in out
+    assert re.search(r"model +input +resize +D +s/batch +embeddings/s", out)
+    assert re.search(r"test_resnet +160 +168 +96 +[\d.]+ +[\d,.]+\n", out)

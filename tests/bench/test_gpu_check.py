@@ -112,7 +112,7 @@ def test_dry_frozen_stage_encodes_and_trains_without_lightly(cifar10_root: Path,
     done = gpu_check("--dry", "--only", "frozen", "--data", str(cifar10_root), out=tmp_path / "out", work=tmp_path / "work")
     log = done.stdout
     assert done.returncode == 0, log[-4000:] + done.stderr[-2000:]
-    assert re.search(r"test_vit.r160_in1k: input 160 px, \d+-d, [\d,.]+ embeddings/s", log)
+    assert re.search(r"test_vit.r160_in1k +160 +168 +64 +[\d.]+ +[\d,.]+\n", log)
     assert "mihead: warning: embeddings.csv left out" in log and "the encoder's kNN accuracy left out" in log
     assert f"{'frozen':<20} passed" in log
     summary = json.loads((tmp_path / "work" / "frozen" / "summary.json").read_text())

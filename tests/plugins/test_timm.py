@@ -1,14 +1,15 @@
 """The ``timm`` frozen encoder with weights the tests save themselves (no download): the loaded
 model's embeddings equal the saved model's, a classifier of another size is dropped, the
 preprocessing is timm's own evaluation transform, the identity follows the weights file, and
-every bad input (an unknown name, a missing, truncated, foreign or unsafe file, the hub
-offline) is one line."""
+every bad input (an unknown name, a model without a pooled feature or with a non-square input, a
+missing, truncated, foreign or unsafe file, the hub offline) is one line."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import huggingface_hub
 import numpy as np
 import pytest
 import timm
@@ -16,6 +17,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+import mihead_timm.weights
 from mihead.contracts import ImageSpec
 from mihead.errors import RecipeError
 from mihead.testing import check_backbone
@@ -65,10 +67,35 @@ def test_the_loaded_encoder_embeds_as_the_saved_model(tmp_path: Path, name: str,
 
 
 def test_a_classifier_of_another_size_is_dropped(tmp_path: Path) -> None:
-    _, path = saved(tmp_path, RESNET, ".safetensors", num_classes=7)
+    model, path = saved(tmp_path, RESNET, ".safetensors", num_classes=7)
     enc = encoder(RESNET, path)
     enc.prepare(torch.device("cpu"))
-    assert enc.encode(images(2)).shape == (2, enc.embedding_dim)
+    x = images(2)
+    with torch.inference_mode():
+        pooled = model.forward_head(model.forward_features(enc.preprocess(x)), pre_logits=True)
+        torch.testing.assert_close(enc.encode(x), torch.nn.functional.normalize(pooled, dim=1))
+
+
+def test_a_training_checkpoint_s_nested_state_dict_loads(tmp_path: Path) -> None:
+    model, _ = saved(tmp_path, RESNET, ".pth")
+    path = tmp_path / "checkpoint.pth"
+    state = {f"module.{k}": v for k, v in model.state_dict().items()}  # as data-parallel training saves it
+    torch.save({"epoch": 3, "model": state, "optimizer": {"lr": torch.tensor(0.1)}}, path)
+    enc = encoder(RESNET, path)
+    enc.prepare(torch.device("cpu"))
+    x = images(2)
+    with torch.inference_mode():
+        pooled = model.forward_head(model.forward_features(enc.preprocess(x)), pre_logits=True)
+        torch.testing.assert_close(enc.encode(x), torch.nn.functional.normalize(pooled, dim=1))
+
+
+def test_the_embedding_is_the_pre_logits_feature_not_num_features(tmp_path: Path) -> None:
+    model, path = saved(tmp_path, "test_mambaout", ".safetensors")
+    assert model.num_features != model.head_hidden_size
+    enc = encoder("test_mambaout", path)
+    enc.prepare(torch.device("cpu"))
+    with torch.inference_mode():
+        assert enc.embedding_dim == model.head_hidden_size and enc.encode(images(2)).shape == (2, enc.embedding_dim)
 
 
 def test_preprocessing_is_timm_s_evaluation_transform(tmp_path: Path) -> None:
@@ -89,6 +116,13 @@ def test_grey_images_are_repeated_to_three_channels(tmp_path: Path) -> None:
     enc.prepare(torch.device("cpu"))
     grey = images(2, channels=1)
     torch.testing.assert_close(enc.encode(grey), enc.encode(grey.expand(-1, 3, -1, -1)))
+
+
+def test_decoded_images_smaller_than_the_input_are_upsampled(tmp_path: Path) -> None:
+    _, path = saved(tmp_path, RESNET, ".safetensors")
+    enc = encoder(RESNET, path, ImageSpec(3, 8))
+    assert enc.preprocess(images(2, side=8)).shape == (2, 3, 160, 160)
+    check_backbone(TimmEncoder, TimmEncoderParams(model=RESNET, weights=str(path)), image=ImageSpec(1, 8))
 
 
 def test_the_identity_follows_the_weights_file(tmp_path: Path) -> None:
@@ -127,6 +161,18 @@ def test_an_unknown_model_gets_the_closest_names() -> None:
     assert "timm has no such model" in one_line(exc) and "did you mean resnet50.a1_in1k" in one_line(exc)
 
 
+def test_a_model_without_a_pooled_feature_is_refused() -> None:
+    with pytest.raises(RecipeError) as exc:
+        encoder("mobilenetv5_300m_enc", "hub")
+    assert "timm gives no pooled feature for it" in one_line(exc)
+
+
+def test_a_model_with_a_non_square_input_is_refused() -> None:
+    with pytest.raises(RecipeError) as exc:
+        encoder("vit_base_patch16_sapiens2.fb", "hub")
+    assert "is not square" in one_line(exc)
+
+
 def test_a_missing_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(RecipeError) as exc:
         encoder(RESNET, tmp_path / "absent.safetensors")
@@ -140,15 +186,36 @@ def test_a_truncated_file_is_one_line(tmp_path: Path, suffix: str) -> None:
     enc = encoder(RESNET, path)
     with pytest.raises(RecipeError) as exc:
         enc.prepare(torch.device("cpu"))
-    assert str(path) in one_line(exc) and "truncated" in one_line(exc)
+    assert str(path) in one_line(exc) and "truncated" in one_line(exc) and "refused" not in one_line(exc)
 
 
-def test_another_model_s_file_names_the_first_missing_key(tmp_path: Path) -> None:
-    _, path = saved(tmp_path, VIT, ".safetensors")
-    enc = encoder(RESNET, path)
+@pytest.mark.parametrize("content", ["empty", "random", "safetensors"])
+def test_a_file_of_other_bytes_is_not_called_unsafe(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "other.pth"
+    if content == "safetensors":
+        path.write_bytes(saved(tmp_path, RESNET, ".safetensors")[1].read_bytes())
+    else:
+        path.write_bytes(b"" if content == "empty" else bytes(range(256)) * 4)
+    with pytest.raises(RecipeError) as exc:
+        encoder(RESNET, path).prepare(torch.device("cpu"))
+    assert f"{path}: cannot be read" in one_line(exc) and "truncated or not a weights file" in one_line(exc)
+
+
+@pytest.mark.parametrize(("theirs", "ours", "first"), [(VIT, RESNET, "no weights for 'conv1"), (RESNET, VIT, "no weights for 'cls_token'"), (RESNET, "test_convnext", "KeyError")])
+def test_another_model_s_file_is_refused(tmp_path: Path, theirs: str, ours: str, first: str) -> None:
+    _, path = saved(tmp_path, theirs, ".safetensors")
+    enc = encoder(ours, path)
     with pytest.raises(RecipeError) as exc:
         enc.prepare(torch.device("cpu"))
-    assert f"{path} does not fit {RESNET}" in one_line(exc) and "no weights for 'conv1" in one_line(exc)
+    assert f"{path} does not fit {ours}" in one_line(exc) and first in one_line(exc)
+
+
+def test_a_file_of_no_state_dict_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "numbers.pth"
+    torch.save({"epoch": 3, "best": 0.5}, path)
+    with pytest.raises(RecipeError) as exc:
+        encoder(RESNET, path).prepare(torch.device("cpu"))
+    assert f"{path}: holds no state dict" in one_line(exc)
 
 
 class _RunsCode:
@@ -172,8 +239,30 @@ def test_a_file_that_would_run_code_is_refused(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-def test_the_hub_offline_says_which_key_takes_a_file() -> None:
-    enc = encoder(RESNET, "hub")  # the tests' proxies refuse every connection at once
+@pytest.mark.parametrize("offline_mode", [False, True])
+def test_the_hub_offline_says_which_key_takes_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline_mode: bool) -> None:
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline_mode)
+    monkeypatch.setattr(mihead_timm.weights, "HUB", "http://127.0.0.1:9")  # without offline mode: a hub that refuses at once
+    enc = encoder(RESNET, "hub")
     with pytest.raises(RecipeError) as exc:
         enc.prepare(torch.device("cpu"))
     assert "backbone.weights = 'hub'" in one_line(exc) and "--set backbone.weights=PATH" in one_line(exc)
+
+
+def test_the_hub_s_weights_in_the_local_cache_load_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, _ = saved(tmp_path, RESNET, ".safetensors")
+    repo = tmp_path / "hub" / f"models--timm--{RESNET}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    save_file(model.state_dict(), str(repo / "snapshots" / ("0" * 40) / "model.safetensors"))  # as an earlier download leaves it
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    enc = encoder(RESNET, "hub")
+    enc.prepare(torch.device("cpu"))
+    x = images(2)
+    with torch.inference_mode():
+        pooled = model.forward_head(model.forward_features(enc.preprocess(x)), pre_logits=True)
+        torch.testing.assert_close(enc.encode(x), torch.nn.functional.normalize(pooled, dim=1))
+    assert enc.identity()["weights"] == f"hub:{RESNET}"
