@@ -51,6 +51,15 @@ def images(n: int = 3, side: int = 40, channels: int = 3) -> torch.Tensor:
     return torch.randint(0, 256, (n, channels, side, side), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
 
 
+def assert_embeds_as(enc: TimmEncoder, model: torch.nn.Module) -> None:
+    """The prepared encoder's embeddings of two images are ``model``'s own pooled, normalised features."""
+    enc.prepare(torch.device("cpu"))
+    x = images(2)
+    with torch.inference_mode():
+        pooled = model.forward_head(model.forward_features(enc.preprocess(x)), pre_logits=True)  # type: ignore[operator]
+        torch.testing.assert_close(enc.encode(x), torch.nn.functional.normalize(pooled, dim=1))
+
+
 @pytest.mark.parametrize("name", [VIT, RESNET])
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
 def test_the_loaded_encoder_embeds_as_the_saved_model(tmp_path: Path, name: str, suffix: str) -> None:
@@ -69,11 +78,7 @@ def test_the_loaded_encoder_embeds_as_the_saved_model(tmp_path: Path, name: str,
 def test_a_classifier_of_another_size_is_dropped(tmp_path: Path) -> None:
     model, path = saved(tmp_path, RESNET, ".safetensors", num_classes=7)
     enc = encoder(RESNET, path)
-    enc.prepare(torch.device("cpu"))
-    x = images(2)
-    with torch.inference_mode():
-        pooled = model.forward_head(model.forward_features(enc.preprocess(x)), pre_logits=True)
-        torch.testing.assert_close(enc.encode(x), torch.nn.functional.normalize(pooled, dim=1))
+    assert_embeds_as(enc, model)
 
 
 def test_a_training_checkpoint_s_nested_state_dict_loads(tmp_path: Path) -> None:
@@ -82,11 +87,7 @@ def test_a_training_checkpoint_s_nested_state_dict_loads(tmp_path: Path) -> None
     state = {f"module.{k}": v for k, v in model.state_dict().items()}  # as data-parallel training saves it
     torch.save({"epoch": 3, "model": state, "optimizer": {"lr": torch.tensor(0.1)}}, path)
     enc = encoder(RESNET, path)
-    enc.prepare(torch.device("cpu"))
-    x = images(2)
-    with torch.inference_mode():
-        pooled = model.forward_head(model.forward_features(enc.preprocess(x)), pre_logits=True)
-        torch.testing.assert_close(enc.encode(x), torch.nn.functional.normalize(pooled, dim=1))
+    assert_embeds_as(enc, model)
 
 
 def test_the_embedding_is_the_pre_logits_feature_not_num_features(tmp_path: Path) -> None:
@@ -260,9 +261,5 @@ def test_the_hub_s_weights_in_the_local_cache_load_offline(tmp_path: Path, monke
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     enc = encoder(RESNET, "hub")
-    enc.prepare(torch.device("cpu"))
-    x = images(2)
-    with torch.inference_mode():
-        pooled = model.forward_head(model.forward_features(enc.preprocess(x)), pre_logits=True)
-        torch.testing.assert_close(enc.encode(x), torch.nn.functional.normalize(pooled, dim=1))
+    assert_embeds_as(enc, model)
     assert enc.identity()["weights"] == f"hub:{RESNET}"
