@@ -11,6 +11,7 @@ is left out with one warning line saying what and why.
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -22,28 +23,24 @@ from mihead.distributed import current
 __all__ = ["knn_predict", "save_embeddings"]
 
 
-def _missing(what: str, exc: ImportError) -> None:
-    console = Console(stderr=True, quiet=not current().is_main)
-    console.print(Text(f"mihead: warning: {what} left out: {exc} (pip install lightly)", style="yellow"), soft_wrap=True)
-
-
 @functools.cache
+def _lightly(module: str, name: str, what: str) -> Callable[..., Any] | None:
+    """``module.name`` of lightly, imported once; None, with one warning that ``what`` is left
+    out, where lightly is not installed."""
+    try:
+        found: Callable[..., Any] = getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        console = Console(stderr=True, quiet=not current().is_main)
+        console.print(Text(f"mihead: warning: {what} left out: {exc} (pip install lightly)", style="yellow"), soft_wrap=True)
+        return None
+    return found
+
+
 def save_embeddings() -> Callable[..., Any] | None:
     """lightly's embedding CSV writer, or None (with a warning) without lightly."""
-    try:
-        from lightly.utils.io import save_embeddings as writer
-    except ImportError as exc:
-        _missing("embeddings.csv", exc)
-        return None
-    return writer
+    return _lightly("lightly.utils.io", "save_embeddings", "embeddings.csv")
 
 
-@functools.cache
 def knn_predict() -> Callable[..., Any] | None:
     """lightly's weighted kNN classifier, or None (with a warning) without lightly."""
-    try:
-        from lightly.utils.benchmarking import knn_predict as predict
-    except ImportError as exc:
-        _missing("the encoder's kNN accuracy", exc)
-        return None
-    return predict
+    return _lightly("lightly.utils.benchmarking", "knn_predict", "the encoder's kNN accuracy")

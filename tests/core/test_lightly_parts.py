@@ -18,11 +18,9 @@ def no_lightly(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in [m for m in sys.modules if m == "lightly" or m.startswith("lightly.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "lightly", None)  # import lightly raises ImportError
-    lightly_parts.save_embeddings.cache_clear()
-    lightly_parts.knn_predict.cache_clear()
+    lightly_parts._lightly.cache_clear()
     yield
-    lightly_parts.save_embeddings.cache_clear()
-    lightly_parts.knn_predict.cache_clear()
+    lightly_parts._lightly.cache_clear()
 
 
 def test_the_knn_accuracy_is_left_out_with_a_warning(no_lightly: None, capsys: pytest.CaptureFixture[str]) -> None:
