@@ -18,7 +18,6 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,11 +26,9 @@ from rich.console import Console
 from mihead.contracts import EmbeddingAugmenter, FrozenEncoder
 from mihead.data import derive_seed
 from mihead.distributed import current
-from mihead.errors import UsageError
 from mihead.image_cache import cache_folder
 from mihead.images import rate_progress
-from mihead.run_directory import check_writable
-from mihead.store import filled_store, stored
+from mihead.store import check_cache_folder, filled_store, stored
 
 __all__ = ["FORMAT", "EmbeddingTable", "encode_batches", "encode_split", "images_digest"]
 
@@ -95,17 +92,6 @@ def _key(encoder: FrozenEncoder, images: np.ndarray, dtype: str, augmenter: Embe
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _check_cache(folder: Path) -> None:
-    """A one-line UsageError (exit 2) when the cache folder cannot be made or written, before
-    anything is encoded: a recipe's mistake, not the machine's (a full disk is a WriteError)."""
-    hint = 'give a writable folder, or "" for no cache'
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"backbone.cache: cannot make {folder}: {exc.strerror or exc}; {hint}") from None
-    check_writable(folder, label="backbone.cache", hint=hint)
-
-
 def encode_split(
     encoder: FrozenEncoder,
     images: np.ndarray,
@@ -129,7 +115,9 @@ def encode_split(
         if copy:
             generator = torch.Generator(device=device).manual_seed(derive_seed(seed, copy, first))
             chunk = augmenter.augment(chunk, generator)
-        return _encoded(encoder, chunk).cpu().numpy().astype(params.dtype)
+        rows = _encoded(encoder, chunk).cpu().numpy().astype(params.dtype)
+        advance(stop - start)
+        return rows
 
     bounds = [c * n + i for c in range(1 + copies) for i in range(0, n, batch)] + [shape[0]]
     folder = cache_folder(params.cache, "embeddings")
@@ -139,7 +127,7 @@ def encode_split(
         console.print(f"embeddings of {n:,} images{f' and {copies} copies of each' if copies else ''} read from the cache: {folder / key}.npy", highlight=False, soft_wrap=True)
         return EmbeddingTable(rows, n, copies)
     if folder is not None:
-        _check_cache(folder)
+        check_cache_folder(folder, "backbone.cache")
     encoder.prepare(device)
     progress = rate_progress(console, "encoding")
     assert progress is not None
@@ -153,7 +141,6 @@ def encode_split(
             rows = np.empty(shape, params.dtype)
             for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
                 rows[start:stop] = fill(start, stop)
-                advance(stop - start)
         else:
             rows = filled_store(folder, key, shape, params.dtype, fill, bounds, ids=ids, advance=advance, say=say)
     return EmbeddingTable(rows, n, copies)

@@ -1,16 +1,16 @@
-"""A cache of decoded image folders, so that a second run on the same files does not decode
-them again.
+"""A cache of decoded image folders, so that a second run on the same files does not decode them
+again, and every process of a machine maps one copy of the images instead of holding its own.
 
-An entry is one ``.npz`` file holding the decoded array, the files' paths relative to the
-folder and the files left out as unreadable. Its name carries two hashes: one of the folder
-(absolute path) and the target size and channels, one of the files' relative paths, sizes and
-modification times, the target and the decoder (PIL's version, this format). A changed, added
-or removed file, or another size or channel count, misses the entry and decodes again; the
-new entry then replaces the folder's stale one, so the cache holds one entry per folder,
-selection of its files (all, or the first N) and target. Entries are written atomically
-(:func:`mihead.files.write_atomically`: a temporary of a unique name, then a rename), so
-concurrent runs or an interrupted write never leave a torn file; a file that cannot be read
-back is a miss.
+An entry is a store (:mod:`mihead.store`): the decoded images as an uncompressed ``.npy``, read
+memory-mapped, written chunk by chunk as decoding goes (never the whole array in memory first)
+and continued after a killed run; its record names the files (paths relative to the folder) and
+those left out as unreadable. Its name carries two hashes: one of the folder (absolute path), the
+selection and the target size and channels, one of the files' relative paths, sizes and
+modification times, the target and the decoder (PIL's version, this format). A changed, added or
+removed file, or another size or channel count, misses the entry and decodes again; the new entry
+then replaces the folder's stale one (and an ``.npz`` entry of earlier versions, which is decoded
+again, not converted), so the cache holds one entry per folder, selection of its files (all, or
+the first N) and target.
 """
 
 from __future__ import annotations
@@ -19,24 +19,28 @@ import hashlib
 import json
 import os
 import re
-import zipfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import PIL
+from PIL import Image
 from rich.console import Console
 
-from mihead.errors import DataError, WriteError
-from mihead.files import write_atomically
-from mihead.images import MAX_PIXELS, DecodedImages, decode_images
+from mihead.errors import DataError
+from mihead.images import MAX_PIXELS, DecodedImages, Decoding, decode_images, default_workers, is_grey_mode
+from mihead.store import Chunk, check_cache_folder, filled_store, left_out, stored
 
 __all__ = ["AUTO", "cache_folder", "decode_cached"]
 
 AUTO = "auto"
 """The ``data.cache`` value for the default folder (:func:`cache_folder`)."""
 
-FORMAT = 1  # bump when the decoding or the entry's layout changes
+FORMAT = 2  # bump when the decoding or the entry's layout changes (2: a store, not an .npz)
+
+CHUNK_BYTES = 64 * 2**20
+"""About how many bytes of decoded images are held in memory before they are written."""
 
 
 def cache_folder(setting: str, kind: str = "images") -> Path | None:
@@ -66,56 +70,49 @@ def _stat(path: Path) -> tuple[int, int] | str:
 
 
 def _entry(
-    cache: Path,
     root: Path,
     stats: Sequence[tuple[Path, tuple[int, int] | str]],
     size: int,
     channels: int,
     selection: str,
     max_pixels: int,
-) -> tuple[Path, str]:
-    """The entry's file and the name prefix that every entry of this folder, selection and
-    target shares. ``stats`` pairs each file with its :func:`_stat`; ``max_pixels`` decides
-    which files are left out, so another limit is another content."""
+) -> tuple[str, str]:
+    """The entry's key and the prefix that every entry of this folder, selection and target
+    shares. ``stats`` pairs each file with its :func:`_stat`; ``max_pixels`` decides which
+    files are left out, so another limit is another content."""
     absolute = root.resolve()
     target = {"size": size, "channels": channels}
     files = [[p.relative_to(root).as_posix(), *(stat if isinstance(stat, tuple) else [stat])] for p, stat in stats]
     content = _digest({"format": FORMAT, "pillow": PIL.__version__, **target, "max_pixels": max_pixels, "files": files})
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", absolute.name)[:40] or "root"
     prefix = f"{slug}-{_digest({'root': str(absolute), 'selection': selection, **target})}-"
-    return cache / f"{prefix}{content}.npz", prefix
+    return f"{prefix}{content}", prefix
 
 
-def _read(entry: Path, root: Path) -> DecodedImages | None:
-    """The entry's images, or None when it is absent or cannot be read."""
+def _opens_grey(path: Path) -> bool | None:
+    """Whether the file is grey by its header alone (None: it cannot be opened)."""
     try:
-        with np.load(entry, allow_pickle=False) as npz:
-            images = npz["images"]
-            paths = [root / p for p in npz["paths"].tolist()]
-            skipped = [(root / p, str(r)) for p, r in zip(npz["skipped"].tolist(), npz["reasons"].tolist(), strict=True)]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        with Image.open(path) as image:
+            return is_grey_mode(image.mode)
+    except (OSError, ValueError, SyntaxError, EOFError):
         return None
-    if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(paths):
-        return None
-    return DecodedImages(images, paths, skipped)
 
 
-def _write(entry: Path, prefix: str, root: Path, decoded: DecodedImages) -> None:
-    """Write the entry atomically, then remove the folder's other (stale) entries."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
+def _channels(cache: Path, key: str, paths: Sequence[Path], size: int, workers: int) -> int:
+    """``channels`` 0 resolved before decoding into a store: the entry's own when it is there,
+    else 1 when every file that opens is grey by its header, else 3 (what decoding everything
+    and then looking would choose)."""
+    for channels in (1, 3):
+        if stored(cache, key, (len(paths), size, size, channels), "uint8") is not None:
+            return channels
+    with ThreadPoolExecutor(workers) as pool:
+        return 1 if all(grey is not False for grey in pool.map(_opens_grey, paths)) else 3
 
-    def save(tmp: Path) -> None:
-        np.savez(
-            tmp,
-            images=decoded.images,
-            paths=np.array([p.relative_to(root).as_posix() for p in decoded.paths], dtype=str),
-            skipped=np.array([p.relative_to(root).as_posix() for p, _ in decoded.skipped], dtype=str),
-            reasons=np.array([r for _, r in decoded.skipped], dtype=str),
-        )
 
-    write_atomically(entry, save)
-    for stale in entry.parent.glob(f"{prefix}*.npz"):
-        if stale != entry:
+def _remove_stale(cache: Path, prefix: str, key: str) -> None:
+    """The folder's other entries (of this selection and target), and earlier versions' ``.npz``."""
+    for stale in cache.glob(f"{prefix}*"):
+        if not stale.name.startswith(f"{key}."):
             stale.unlink(missing_ok=True)
 
 
@@ -133,14 +130,16 @@ def decode_cached(
     selection: str = "",
     max_pixels: int = MAX_PIXELS,
 ) -> DecodedImages:
-    """:func:`mihead.images.decode_images` of ``paths`` (files under ``root``), read from the
-    cache folder ``cache`` when an entry for exactly these files and this target is there,
-    and stored in it otherwise. No cache with ``cache`` None. ``say`` gets one line on a
-    hit, and a warning when the entry cannot be written (the run goes on without it).
-    ``selection`` names which of the folder's files ``paths`` are (e.g. "limit=500"): entries
-    of different selections are kept side by side, so that a shrunk run does not replace the
-    whole folder's entry. A file that cannot even be stat'ed is left out with ``skip_bad``
-    like a file that cannot be decoded, and a DataError naming it otherwise."""
+    """:func:`mihead.images.decode_images` of ``paths`` (files under ``root``), mapped from the
+    cache folder ``cache`` when an entry for exactly these files and this target is there, and
+    decoded into it (continuing a killed run's entry) otherwise; the images are then a
+    read-only memory map. No cache with ``cache`` None. ``say`` gets one line on a hit, and
+    why an entry that was there is decoded again. ``selection`` names which of the folder's
+    files ``paths`` are (e.g. "limit=500"): entries of different selections are kept side by
+    side, so that a shrunk run does not replace the whole folder's entry. A file that cannot
+    even be stat'ed is left out with ``skip_bad`` like a file that cannot be decoded, and a
+    DataError naming it otherwise. An unwritable cache folder is a UsageError, a full disk a
+    WriteError naming the folder and the room needed."""
     if cache is None:
         return decode_images(paths, size, channels, skip_bad=skip_bad, workers=workers, console=console, max_pixels=max_pixels)
     stats = [(p, _stat(p)) for p in paths]
@@ -148,22 +147,31 @@ def decode_cached(
     if unstated and not skip_bad:
         path, reason = unstated[0]
         raise DataError(f"cannot read image {path}: {reason}")
-    entry, prefix = _entry(cache, root, stats, size, channels, selection, max_pixels)
-    decoded = _read(entry, root)
-    if decoded is not None:
-        if decoded.skipped and not skip_bad:
-            path, reason = decoded.skipped[0]
-            raise DataError(f"cannot read image {path}: {reason}")
-        say(f"{len(decoded.paths):,} decoded images read from the cache {entry}")
-        return decoded
-    readable = [p for p, stat in stats if isinstance(stat, tuple)]
-    decoded = decode_images(readable, size, channels, skip_bad=skip_bad, workers=workers, console=console, max_pixels=max_pixels)
-    if unstated:
-        order = {p: i for i, p in enumerate(paths)}
-        skipped = sorted(unstated + decoded.skipped, key=lambda item: order[item[0]])
-        decoded = DecodedImages(decoded.images, decoded.paths, skipped)
-    try:
-        _write(entry, prefix, root, decoded)
-    except (OSError, WriteError) as exc:
-        say(f"warning: cannot write the image cache {entry}: {exc}; set data.cache = \"\" to turn it off")
-    return decoded
+    key, prefix = _entry(root, stats, size, channels, selection, max_pixels)
+    workers = workers or default_workers()
+    if channels == 0:
+        channels = _channels(cache, key, paths, size, workers)
+    shape = (len(paths), size, size, channels)
+    hit = stored(cache, key, shape, "uint8")
+    if hit is None:
+        check_cache_folder(cache, "data.cache")
+        step = max(16, min(4096, CHUNK_BYTES // (size * size * channels)))
+        bounds = [*range(0, len(paths), step), len(paths)]
+        ids = [p.relative_to(root).as_posix() for p in paths]
+        with Decoding(size, channels, total=len(paths), workers=workers, console=console, max_pixels=max_pixels) as decoding:
+
+            def fill(start: int, stop: int) -> Chunk:
+                rows, skipped, _ = decoding.chunk(paths[start:stop], skip_bad=skip_bad)
+                return Chunk(rows, tuple((start + i, reason) for i, reason in skipped))
+
+            images = filled_store(cache, key, shape, "uint8", fill, bounds, ids=ids, advance=decoding.advance, say=say)
+        _remove_stale(cache, prefix, key)
+    else:
+        images = hit
+        say(f"{len(hit):,} decoded images mapped from the cache {cache / key}.npy")
+    lost = left_out(cache, key)
+    if lost and not skip_bad:
+        i, reason = lost[0]
+        raise DataError(f"cannot read image {paths[i]}: {reason}")
+    left = {i for i, _ in lost}
+    return DecodedImages(images, [p for i, p in enumerate(paths) if i not in left], [(paths[i], reason) for i, reason in lost])

@@ -15,9 +15,8 @@ decodes and resizes (``bench/decode_folder.py`` compares threads and processes).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,8 +32,10 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "MAX_PIXELS",
     "DecodedImages",
+    "Decoding",
     "decode_image",
     "decode_images",
+    "is_grey_mode",
     "default_workers",
     "find_images",
     "is_image",
@@ -102,7 +103,8 @@ def find_images(paths: Sequence[Path]) -> list[Path]:
     return found
 
 
-def _is_grey(mode: str) -> bool:
+def is_grey_mode(mode: str) -> bool:
+    """Whether an image of PIL mode ``mode`` is grey (8 bits or more)."""
     return mode in _GREY_MODES or mode.startswith("I;16")
 
 
@@ -156,7 +158,7 @@ def decode_image(path: Path, size: int, channels: int, max_pixels: int = MAX_PIX
                 f"{w:,} x {h:,} pixels, more than data.max_pixels = {max_pixels:,} (a guard against "
                 "decompression bombs); raise data.max_pixels to read it"
             )
-        grey = _is_grey(opened.mode)
+        grey = is_grey_mode(opened.mode)
         opened.draft("L" if channels == 1 else opened.mode, (size, size))  # JPEG only; no-op otherwise
         opened.load()
         image: Image.Image = opened
@@ -216,24 +218,78 @@ def rate_progress(console: Console | None, verb: str) -> Progress | None:
     return Progress(*columns, console=console)
 
 
-def _results(
-    paths: Sequence[Path], size: int, channels: int, max_pixels: int, workers: int, processes: bool
-) -> tuple[Iterator[tuple[np.ndarray | None, bool, str]], Callable[[], None]]:
-    """Each file's decode result in order, and a function that stops the pool early."""
-    sizes, chans, limits = [size] * len(paths), [channels] * len(paths), [max_pixels] * len(paths)
-    if workers == 1 or len(paths) < 2:
-        return map(_decode_or_reason, paths, sizes, chans, limits), lambda: None
-    pool: Executor = ProcessPoolExecutor(workers) if processes else ThreadPoolExecutor(workers)
-    chunk = max(1, min(64, len(paths) // (4 * workers))) if processes else 1
-    results = pool.map(_decode_or_reason, paths, sizes, chans, limits, chunksize=chunk)
+class Decoding:
+    """A pool of decoders and its progress bar, for decoding many files in consecutive chunks
+    (:meth:`chunk`) that keep the pool busy across a whole folder. Files are decoded with
+    ``workers`` at once (0: :func:`default_workers`; 1: in this thread), in threads, or in
+    processes with ``processes``; ``total`` files are shown on the bar, on ``console``."""
 
-    def each() -> Iterator[tuple[np.ndarray | None, bool, str]]:
-        try:
-            yield from results
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    def __init__(
+        self,
+        size: int,
+        channels: int,
+        *,
+        total: int,
+        workers: int = 0,
+        processes: bool = False,
+        console: Console | None = None,
+        max_pixels: int = MAX_PIXELS,
+    ) -> None:
+        if channels not in (0, 1, 3):
+            raise ValueError(f"channels must be 0, 1 or 3, not {channels}")
+        self.size, self.channels, self.max_pixels = size, channels, max_pixels
+        self.workers = workers or default_workers()
+        self.processes = processes
+        self.pool: Executor | None = None
+        if self.workers > 1 and total > 1:
+            self.pool = ProcessPoolExecutor(self.workers) if processes else ThreadPoolExecutor(self.workers)
+        self.progress = rate_progress(console, "decoding")
+        self.task = self.progress.add_task("decoding", total=total) if self.progress is not None else None
 
-    return each(), lambda: pool.shutdown(wait=True, cancel_futures=True)
+    def __enter__(self) -> Decoding:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.progress is not None:
+            self.progress.stop()
+
+    def advance(self, files: int) -> None:
+        """Count ``files`` as done on the bar (e.g. those a resumed store already holds)."""
+        if self.progress is not None and self.task is not None:
+            self.progress.advance(self.task, files)
+
+    def _results(self, paths: Sequence[Path]) -> Iterator[tuple[np.ndarray | None, bool, str]]:
+        n = len(paths)
+        args = (paths, [self.size] * n, [self.channels] * n, [self.max_pixels] * n)
+        if self.pool is None or n < 2:
+            return map(_decode_or_reason, *args)
+        chunk = max(1, min(64, n // (4 * self.workers))) if self.processes else 1
+        return self.pool.map(_decode_or_reason, *args, chunksize=chunk)
+
+    def chunk(self, paths: Sequence[Path], *, skip_bad: bool) -> tuple[np.ndarray, list[tuple[int, str]], bool]:
+        """The images of the files of ``paths`` it could read, uint8 [k, size, size, C] in
+        order (C = ``channels``, 3 for 0), the others as (position in ``paths``, why), and
+        whether every file read was grey. An unreadable file is a DataError naming it unless
+        ``skip_bad``."""
+        out = np.empty((len(paths), self.size, self.size, self.channels or 3), np.uint8)
+        kept = 0
+        skipped: list[tuple[int, str]] = []
+        all_grey = True
+        for i, (path, (pixels, grey, reason)) in enumerate(zip(paths, self._results(paths), strict=True)):
+            self.advance(1)
+            if pixels is None:
+                if not skip_bad:
+                    raise DataError(f"cannot read image {path}: {reason}")
+                skipped.append((i, reason))
+                continue
+            out[kept] = pixels if pixels.ndim == 3 else pixels[..., None]
+            all_grey = all_grey and grey
+            kept += 1
+        return out[:kept], skipped, all_grey
 
 
 def decode_images(
@@ -255,30 +311,10 @@ def decode_images(
     ``channels`` 0 chooses: 1 when every file read is grey (L, LA, 1, I;16, I, F), else 3.
     ``workers`` decode at once (0: :func:`default_workers`; 1: in this thread), in threads, or
     in processes with ``processes``. A file of more than ``max_pixels`` is unreadable."""
-    if channels not in (0, 1, 3):
-        raise ValueError(f"channels must be 0, 1 or 3, not {channels}")
-    want = 3 if channels == 0 else channels
-    out = np.empty((len(paths), size, size, want), np.uint8)
-    kept: list[Path] = []
-    skipped: list[tuple[Path, str]] = []
-    all_grey = True
-    results, stop = _results(paths, size, channels, max_pixels, workers or default_workers(), processes)
-    progress = rate_progress(console, "decoding")
-    with progress if progress is not None else nullcontext():
-        task = progress.add_task("decoding", total=len(paths)) if progress is not None else None
-        for path, (pixels, grey, reason) in zip(paths, results, strict=True):
-            if progress is not None and task is not None:
-                progress.advance(task)
-            if pixels is None:
-                if not skip_bad:
-                    stop()
-                    raise DataError(f"cannot read image {path}: {reason}")
-                skipped.append((path, reason))
-                continue
-            out[len(kept)] = pixels if pixels.ndim == 3 else pixels[..., None]
-            all_grey = all_grey and grey
-            kept.append(path)
-    images = out[: len(kept)]
-    if channels == 0 and all_grey and kept:
+    with Decoding(size, channels, total=len(paths), workers=workers, processes=processes, console=console, max_pixels=max_pixels) as decoding:
+        images, skipped, all_grey = decoding.chunk(paths, skip_bad=skip_bad)
+    if channels == 0 and all_grey and len(images):
         images = np.ascontiguousarray(images[..., :1])
-    return DecodedImages(images, kept, skipped)
+    left = {i for i, _ in skipped}
+    kept = [p for i, p in enumerate(paths) if i not in left]
+    return DecodedImages(images, kept, [(paths[i], reason) for i, reason in skipped])

@@ -3,19 +3,22 @@ files in a cache folder and read memory-mapped, so every process of a machine sh
 the page cache and none holds the whole array in its own memory.
 
 A store is filled in chunks straight into a memory-mapped file, never assembled in memory first.
-While it is filled it is ``KEY.partial.npy`` with ``KEY.partial.json`` beside it (how many rows
-are done, written atomically after each chunk is flushed), so a process killed halfway leaves a
-store that the next one continues from where it stopped. The whole file's space is reserved
-before the first row (a full disk is one line naming the folder and the size needed, not a
-crash while writing through the map), and only a complete store is renamed to ``KEY.npy``: a
-reader never sees half a store. A lock file serialises the processes that fill the same key
-(the ranks of one machine): the first fills it, the others wait and then map it. A store whose
-file does not hold the expected shape and type (truncated, or from another version) is filled
-again, with a line saying why.
+While it is filled it is ``KEY.partial.npy`` with ``KEY.partial.json`` beside it (how many inputs
+are done, how many rows written, which inputs were left out; written atomically after each chunk
+is flushed), so a process killed halfway leaves a store that the next one continues from where it
+stopped. The whole file's space is reserved before the first row (a full disk is one line naming
+the folder and the size needed, not a crash while writing through the map). A fill may leave
+inputs out (an unreadable image file): their rows are not written, the later ones move up, and
+the finished file is cut to the rows written. ``KEY.json`` records the inputs' ids and those
+left out, and only a complete store is renamed to ``KEY.npy``: a reader never sees half a store.
+A lock file serialises the processes that fill the same key (the ranks of one machine): the first
+fills it, the others wait and then map it. A store whose file does not hold the expected shape and
+type (truncated, or from another version) is filled again, with a line saying why.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -25,35 +28,84 @@ from pathlib import Path
 
 import numpy as np
 
-from mihead.errors import WriteError
+from mihead.errors import UsageError, WriteError
 from mihead.files import write_text_atomically
+from mihead.run_directory import check_writable
 
-__all__ = ["Fill", "filled_store", "stored"]
+__all__ = ["Chunk", "Fill", "check_cache_folder", "filled_store", "left_out", "stored"]
 
-Fill = Callable[[int, int], np.ndarray]
-"""``fill(start, stop)``: rows ``start:stop`` of the store, of its row shape and type."""
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """What a fill gives for inputs ``start:stop``: the rows of those it kept, in order, and
+    the others (their position among all inputs, and why they were left out)."""
+
+    rows: np.ndarray
+    left_out: tuple[tuple[int, str], ...] = ()
+
+
+Fill = Callable[[int, int], "np.ndarray | Chunk"]
+"""``fill(start, stop)``: the rows of inputs ``start:stop``, of the store's row shape and type
+(all of them, or a :class:`Chunk` naming those left out)."""
+
+
+def check_cache_folder(folder: Path, label: str) -> None:
+    """A one-line UsageError (exit 2) when the cache folder cannot be made or written, before
+    anything is computed: a recipe's mistake (``label``, its key), not the machine's (a full
+    disk is a WriteError)."""
+    hint = 'give a writable folder, or "" for no cache'
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{label}: cannot make {folder}: {exc.strerror or exc}; {hint}") from None
+    check_writable(folder, label=label, hint=hint)
 
 
 def _gib(n: int) -> str:
     return f"{n / 2**30:,.2f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
 
 
-def _read(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | str:
-    """The memory-mapped array at ``path``, or why it is not the store expected."""
+def _record(folder: Path, key: str) -> dict[str, object] | str:
+    """The store's record (``KEY.json``), or why it cannot be read."""
     try:
-        array = np.load(path, mmap_mode="r")
+        record = json.loads((folder / f"{key}.json").read_text())
+    except (OSError, ValueError) as exc:
+        return f"its record {key}.json cannot be read ({type(exc).__name__})"
+    if not isinstance(record, dict) or not isinstance(record.get("left_out"), list):
+        return f"its record {key}.json is not a store's"
+    return record
+
+
+def _read(folder: Path, key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | str:
+    """The memory-mapped complete store, or why it is not the store expected."""
+    record = _record(folder, key)
+    if isinstance(record, str):
+        return record
+    try:
+        array = np.load(folder / f"{key}.npy", mmap_mode="r")
     except (OSError, ValueError, EOFError) as exc:  # truncated: numpy cannot map the length its header says
         return f"it cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-    if array.shape != shape or array.dtype != dtype:
-        return f"it holds {array.dtype} {array.shape}, not {dtype} {shape}"
+    expected = (shape[0] - len(record["left_out"]), *shape[1:])  # type: ignore[arg-type]
+    if array.shape != expected or array.dtype != dtype:
+        return f"it holds {array.dtype} {array.shape}, not {dtype} {expected}"
     return array
 
 
 def stored(folder: Path, key: str, shape: tuple[int, ...], dtype: np.dtype | str) -> np.ndarray | None:
-    """The complete store ``key`` of ``shape`` in ``folder``, memory-mapped read-only, or None
-    when it is absent or unusable (then :func:`filled_store` fills it)."""
-    found = _read(folder / f"{key}.npy", shape, np.dtype(dtype)) if (folder / f"{key}.npy").exists() else None
+    """The complete store ``key`` of ``shape`` (inputs, then a row's shape) in ``folder``,
+    memory-mapped read-only, or None when it is absent or unusable (then :func:`filled_store`
+    fills it)."""
+    if not (folder / f"{key}.npy").exists():
+        return None
+    found = _read(folder, key, shape, np.dtype(dtype))
     return found if isinstance(found, np.ndarray) else None
+
+
+def left_out(folder: Path, key: str) -> list[tuple[int, str]]:
+    """The inputs a complete store left out: (position, why), in order."""
+    record = _record(folder, key)
+    assert not isinstance(record, str), record
+    return [(int(i), str(why)) for i, why in record["left_out"]]  # type: ignore[attr-defined]
 
 
 @contextmanager
@@ -75,16 +127,44 @@ def _reserve(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.memmap:
     return array
 
 
-def _resumed(partial: Path, progress: Path, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.memmap, int] | None:
-    """The partial store and its count of done rows, when both are there and fit ``shape``."""
+@dataclasses.dataclass
+class _Progress:
+    """How far a fill got: inputs done, rows written, inputs left out."""
+
+    done: int = 0
+    rows: int = 0
+    left_out: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+
+    def save(self, path: Path) -> None:
+        write_text_atomically(path, json.dumps({"done": self.done, "rows": self.rows, "left_out": self.left_out}))
+
+
+def _resumed(partial: Path, progress: Path, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.memmap, _Progress] | None:
+    """The partial store and how far its fill got, when both are there and fit ``shape``."""
     try:
-        done = int(json.loads(progress.read_text())["done"])
+        saved = json.loads(progress.read_text())
+        done = _Progress(int(saved["done"]), int(saved["rows"]), [(int(i), str(r)) for i, r in saved["left_out"]])
         array = np.lib.format.open_memmap(partial, mode="r+")
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if array.shape != shape or array.dtype != dtype or not 0 <= done <= shape[0]:
+    if array.shape != shape or array.dtype != dtype or not 0 <= done.rows <= done.done <= shape[0]:
         return None
     return array, done
+
+
+def _cut(path: Path, rows: int) -> None:
+    """Cut the ``.npy`` at ``path`` to its first ``rows`` rows: its header rewritten in place
+    (a shorter shape never needs more room than the header's padding) and the file truncated."""
+    with open(path, "r+b") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(f)
+        offset = f.tell()
+        prefix = 10 if version == (1, 0) else 12  # magic, version and the header's length field
+        header = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": fortran, "shape": (rows, *shape[1:])})
+        f.seek(prefix)
+        f.write(header.ljust(offset - prefix - 1).encode("latin1") + b"\n")
+        f.truncate(offset + rows * int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize)
 
 
 def filled_store(
@@ -99,20 +179,21 @@ def filled_store(
     advance: Callable[[int], None] = lambda rows: None,
     say: Callable[[str], None] = print,
 ) -> np.ndarray:
-    """The store ``key`` of ``shape`` in ``folder``, memory-mapped read-only, filled first where
-    it is absent or unusable (``say`` tells why when it was there) and continued where a killed
-    process left it. ``fill`` is called for consecutive chunks ``bounds[j]:bounds[j+1]``
-    (increasing, from 0 to ``shape[0]``), so a resumed fill makes exactly the chunks a whole one
-    would; ``advance(rows)`` reports each chunk (and, first, the rows already done). ``ids``,
-    when given, are written beside it as ``KEY.ids.json`` (what each row is)."""
+    """The store ``key`` of ``shape`` (inputs, then a row's shape) in ``folder``, memory-mapped
+    read-only, filled first where it is absent or unusable (``say`` tells why when it was
+    there) and continued where a killed process left it. ``fill`` is called for consecutive
+    chunks ``bounds[j]:bounds[j+1]`` (increasing, from 0 to ``shape[0]``), so a resumed fill
+    makes exactly the chunks a whole one would; ``advance(inputs)`` reports the inputs done
+    without ``fill`` (a killed run's, or all of a complete store), which reports its own. The rows of the inputs a fill leaves out are not in the
+    store (:func:`left_out` names them). ``ids``, when given, are recorded in ``KEY.json``
+    (what each input is)."""
     dtype = np.dtype(dtype)
-    final = folder / f"{key}.npy"
-    if final.exists():
-        found = _read(final, shape, dtype)
+    if (folder / f"{key}.npy").exists():
+        found = _read(folder, key, shape, dtype)
         if isinstance(found, np.ndarray):
             advance(shape[0])
             return found
-        say(f"cache entry {final} is filled again: {found}")
+        say(f"cache entry {folder / key}.npy is filled again: {found}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with _locked(folder / f"{key}.lock"):
@@ -126,7 +207,7 @@ def _fill_locked(
 ) -> np.ndarray:
     final, partial, progress = folder / f"{key}.npy", folder / f"{key}.partial.npy", folder / f"{key}.partial.json"
     if final.exists():  # another process filled it while this one waited for the lock
-        found = _read(final, shape, dtype)
+        found = _read(folder, key, shape, dtype)
         if isinstance(found, np.ndarray):
             advance(shape[0])
             return found
@@ -134,28 +215,32 @@ def _fill_locked(
     if resumed is None:
         size = int(np.prod(shape)) * dtype.itemsize
         try:
-            array, done = _reserve(partial, shape, dtype), 0
+            array, done = _reserve(partial, shape, dtype), _Progress()
         except OSError as exc:
             partial.unlink(missing_ok=True)
             raise WriteError(f"cannot write the cache in {folder}: {exc.strerror or exc} (it needs {_gib(size)})") from None
-        write_text_atomically(progress, json.dumps({"done": 0}))
+        done.save(progress)
     else:
         array, done = resumed
-        advance(done)
+        advance(done.done)
     for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-        if stop <= done:
+        if stop <= done.done:
             continue
-        array[start:stop] = fill(start, stop)
+        chunk = fill(start, stop)
+        rows, lost = (chunk.rows, chunk.left_out) if isinstance(chunk, Chunk) else (chunk, ())
+        array[done.rows : done.rows + len(rows)] = rows
         array.flush()
-        write_text_atomically(progress, json.dumps({"done": stop}))
-        advance(stop - start)
+        done.done, done.rows, done.left_out = stop, done.rows + len(rows), done.left_out + list(lost)
+        done.save(progress)
     del array
-    if ids is not None:
-        write_text_atomically(folder / f"{key}.ids.json", json.dumps(list(ids)))
+    if done.rows < shape[0]:
+        _cut(partial, done.rows)
+    record = {"inputs": shape[0], "ids": None if ids is None else list(ids), "left_out": done.left_out}
+    write_text_atomically(folder / f"{key}.json", json.dumps(record))
     with open(partial, "rb") as f:
         os.fsync(f.fileno())
     os.replace(partial, final)
     progress.unlink(missing_ok=True)
-    found = _read(final, shape, dtype)
+    found = _read(folder, key, shape, dtype)
     assert isinstance(found, np.ndarray), found
     return found

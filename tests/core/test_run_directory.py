@@ -92,7 +92,7 @@ def test_every_file_follows_the_umask(tmp_path: Path, run_cli) -> None:  # type:
         os.umask(old)
     files = [*run_dir.iterdir(), *cache.iterdir(), tmp_path / "clusters.csv"]
     assert {"summary.json", "assignments.csv", "gallery.png", "training.png", "checkpoint.pt", "metrics.jsonl"} <= {p.name for p in files}
-    assert any(p.suffix == ".npz" for p in files)
+    assert any(p.suffix == ".npy" for p in files)
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: oct(0o640) for p in files}
     assert [oct(stat.S_IMODE(d.stat().st_mode)) for d in (run_dir, cache)] == [oct(0o750)] * 2
 

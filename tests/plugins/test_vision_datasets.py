@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 from torchvision.datasets import CIFAR10
 
-from mihead import image_cache
+from mihead import images
 from mihead.contracts import DatasetParams, ImageData, ImageSpec
 from mihead.errors import DataError
-from mihead.images import decode_image, decode_images
+from mihead.images import decode_image
 from mihead_vision_datasets._common import data_root
 from mihead_vision_datasets.cifar import CIFAR100_20, CIFAR10Dataset
 from mihead_vision_datasets.folders import CINIC10Dataset, ImageFolderDataset, ImageFolderParams
@@ -248,14 +248,23 @@ def test_mihead_run_on_a_folder_of_one_image_says_it_is_too_small(tmp_path: Path
 
 
 class _CountingDecoder:
-    """mihead.images.decode_images, counting its calls and the files it decodes."""
+    """mihead.images' one-file decoder, counting the files decoded by each load that decodes any."""
 
     def __init__(self) -> None:
         self.calls: list[int] = []
+        self.files = 0
+        self.decode = images._decode_or_reason
 
-    def __call__(self, paths: list[Path], *args: object, **kwargs: object) -> object:
-        self.calls.append(len(paths))
-        return decode_images(paths, *args, **kwargs)  # type: ignore[arg-type]
+    def __call__(self, path: Path, *args: int) -> tuple[np.ndarray | None, bool, str]:
+        self.files += 1
+        return self.decode(path, *args)
+
+    def count(self, data: ImageData) -> ImageData:
+        """``data``, after counting what loading it decoded."""
+        if self.files:
+            self.calls.append(self.files)
+            self.files = 0
+        return data
 
 
 def test_image_folder_cache_is_used_then_invalidated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,20 +272,20 @@ def test_image_folder_cache_is_used_then_invalidated(tmp_path: Path, monkeypatch
     for i in range(5):
         _png(root / f"{i}.png", (8, 8), 10 * i)
     counter = _CountingDecoder()
-    monkeypatch.setattr(image_cache, "decode_images", counter)
+    monkeypatch.setattr(images, "_decode_or_reason", counter)
 
     def load(**params: object) -> ImageData:
-        return _folder(root, size=8, cache=str(cache), **params).load("all")
+        return counter.count(_folder(root, size=8, cache=str(cache), **params).load("all"))
 
     first = load()
     again = load()
     assert counter.calls == [5]  # the second run read the cache
     np.testing.assert_array_equal(again.images, first.images)
-    assert again.ids == first.ids and len(list(cache.glob("*.npz"))) == 1
+    assert again.ids == first.ids and len(list(cache.glob("*[0-9a-f].npy"))) == 1
 
     load(channels=1)
     assert counter.calls == [5, 5]  # another target is another entry
-    assert len(list(cache.glob("*.npz"))) == 2
+    assert len(list(cache.glob("*[0-9a-f].npy"))) == 2
 
     stat = (root / "3.png").stat()
     os.utime(root / "3.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched
@@ -291,10 +300,10 @@ def test_image_folder_cache_is_used_then_invalidated(tmp_path: Path, monkeypatch
     assert load().ids == ("1.png", "2.png", "3.png", "4.png", "5.png") and counter.calls[-1] == 5
     load()
     assert len(counter.calls) == 6  # read from the cache again
-    assert len(list(cache.glob("*.npz"))) == 2  # stale entries of the same target replaced
+    assert len(list(cache.glob("*[0-9a-f].npy"))) == 2  # stale entries of the same target replaced
 
-    _folder(root, size=8, cache="").load("all")
-    assert len(counter.calls) == 7 and len(list(cache.glob("*.npz"))) == 2  # "" = no cache
+    counter.count(_folder(root, size=8, cache="").load("all"))
+    assert len(counter.calls) == 7 and len(list(cache.glob("*[0-9a-f].npy"))) == 2  # "" = no cache
     assert load(limit=2).ids == ("1.png", "2.png") and counter.calls[-1] == 2
     load()
     assert len(counter.calls) == 8  # a shrunk run keeps the whole folder's entry
@@ -308,7 +317,7 @@ def test_image_folder_cache_keeps_skipped_files_and_survives_a_torn_entry(tmp_pa
     assert _folder(root, size=8, cache=str(cache), skip_bad=True).load("all").ids == ("0.png", "2.png")
     with pytest.raises(DataError, match="cannot read image .*1.png"):  # from the cache, as without it
         _folder(root, size=8, cache=str(cache)).load("all")
-    (entry,) = cache.glob("*.npz")
+    (entry,) = cache.glob("*[0-9a-f].npy")
     entry.write_bytes(entry.read_bytes()[:100])
     assert _folder(root, size=8, cache=str(cache), skip_bad=True).load("all").ids == ("0.png", "2.png")
 
