@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,11 +24,13 @@ from mihead.data import ViewBatches, ViewSource, views_on_device
 from mihead.embeddings import encode_split
 from mihead.encoded_views import EncodedViews
 from mihead.errors import DataError, RecipeError
+from mihead.image_cache import cache_folder
 from mihead.memory import reporting_out_of_memory
 from mihead.model import MultiHeadModel
 from mihead.protocol import Protocol, resolve_protocol, union_data
 from mihead.recipe import Recipe
 from mihead.run_directory import ModelShape
+from mihead.shared_split import shared_split
 
 __all__ = ["Built", "ObjectiveTerm", "build", "build_declared", "build_model", "model_shape"]
 
@@ -86,12 +89,17 @@ def model_shape(
     )
 
 
-def _load(dataset: Dataset, split: str, limit: int) -> ImageData:
-    with _building("data"):  # e.g. an image size too large to allocate: one line, not a traceback
-        data = dataset.load(split).first(limit)
-    if len(data) == 0:
-        raise DataError(f"dataset {dataset.name!r} split {split!r} has no images")
-    return data
+def _load(dataset: Dataset, split: str, limit: int, cache: Path | None, say: Callable[[str], None]) -> ImageData:
+    """The first ``limit`` images of the split, mapped from the image cache (one copy per machine)."""
+
+    def load() -> ImageData:
+        with _building("data"):  # e.g. an image size too large to allocate: one line, not a traceback
+            data = dataset.load(split).first(limit)
+        if len(data) == 0:
+            raise DataError(f"dataset {dataset.name!r} split {split!r} has no images")
+        return data
+
+    return shared_split(load, cache, f"dataset {dataset.name!r} split {split!r}", say=say)
 
 
 def _term_names(recipe: Recipe) -> list[str]:
@@ -128,11 +136,14 @@ def build(
     limit = recipe.data.params.limit
     train_split = recipe.data.core.split or dataset.train_split
     eval_split = recipe.eval.split or dataset.eval_split
-    train_data = _load(dataset, train_split, limit)
-    eval_data = train_data if eval_split == train_split else _load(dataset, eval_split, limit)
+    cache = cache_folder(recipe.data.params.cache)
+    train_data = _load(dataset, train_split, limit, cache, say)
+    eval_data = train_data if eval_split == train_split else _load(dataset, eval_split, limit, cache, say)
     protocol = resolve_protocol(recipe.eval.protocol, train_split, eval_split)
     if protocol.name == "union" and eval_data is not train_data:
-        train_data = eval_data = union_data([(train_split, train_data), (eval_split, eval_data)])
+        parts = [(train_split, train_data), (eval_split, eval_data)]
+        what = f"dataset {dataset.name!r} splits {train_split!r} and {eval_split!r} together"
+        train_data = eval_data = shared_split(lambda: union_data(parts), cache, what, say=say)
     fit_data = train_data if protocol.fitted == protocol.trained else eval_data
 
     h, w, c = train_data.images.shape[1:]

@@ -20,13 +20,20 @@ batch is the augmenter's deterministic evaluation view, the untransformed image,
 ``BatchAugmenter.eval_batch`` on the device). Objectives that let the original image supervise
 its transformations (DCCM's local robustness) read it as view 0. The random views are drawn
 exactly as without the option, so only view 0 changes; evaluation batches are unaffected.
+
+Images are read where they lie, usually a read-only memory map of the image cache shared by
+every process of the machine (mihead/shared_split.py): the loader workers index it image by
+image; the device path gathers each batch's rows from it in ascending order, in a background
+thread while the previous batch trains, and copies that batch, never the dataset, to the device.
+So what a process holds grows with the batch, not with the dataset.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import Any, Protocol
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +43,8 @@ from mihead.contracts import Augmenter, BatchAugmenter, ImageAugmenter
 from mihead.errors import DataError
 
 __all__ = ["EVAL_EPOCH", "EpochPlan", "ViewBatches", "ViewSource", "derive_seed", "eval_view_batches", "make_view_source", "views_on_device"]
+
+T = TypeVar("T")
 
 EVAL_EPOCH = 2**31 - 1  # the key of the fixed random views used for nmi_zz at evaluation
 
@@ -172,7 +181,32 @@ def _to_float_views(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def _hwc_to_chw(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).contiguous()
+    """uint8 [B, H, W, C] (in memory, or rows of a read-only map: copied) as [B, C, H, W] on
+    ``device``, through pinned memory to a GPU."""
+    batch = torch.from_numpy(np.array(images, copy=not images.flags.writeable))
+    if device.type == "cuda":
+        batch = batch.pin_memory()
+    return batch.to(device, non_blocking=True).permute(0, 3, 1, 2).contiguous()
+
+
+def _gathered(images: np.ndarray, indices: torch.Tensor) -> np.ndarray:
+    """``images[indices]``, read in ascending index order (the page cache and the disk prefer
+    it), in the order of ``indices``."""
+    wanted = indices.numpy()
+    order = np.argsort(wanted, kind="stable")
+    rows = np.empty((len(wanted), *images.shape[1:]), images.dtype)
+    rows[order] = images[wanted[order]]
+    return rows
+
+
+def _ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items``, each made in a background thread while the previous one is used (a batch
+    gathered from the map and copied to the device while the last one trains)."""
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(next, items, None)
+        while (item := pending.result()) is not None:
+            pending = pool.submit(next, items, None)
+            yield item
 
 
 class ViewBatches(Protocol):
@@ -220,9 +254,7 @@ class ViewSource:
         self.seed = seed
         self.device = device
         self.original_view = original_view
-        if on_device:
-            self._device_images = _hwc_to_chw(images, device)
-        else:
+        if not on_device:
             assert isinstance(augmenter, ImageAugmenter)
             self._order = _EpochOrder(self.plan)
             self._loader = self._make_loader(
@@ -258,9 +290,9 @@ class ViewSource:
         step, after the first ``skip`` steps (done before a resumed checkpoint)."""
         if self.on_device:
             assert isinstance(self.augmenter, BatchAugmenter)
-            chunks = self.plan.batches(epoch).to(self.device)
-            for s in range(skip, self.steps_per_epoch):
-                chunk = self._device_images[chunks[s]]
+            chunks = self.plan.batches(epoch)
+            batches = (_hwc_to_chw(_gathered(self.images, chunks[s]), self.device) for s in range(skip, self.steps_per_epoch))
+            for s, chunk in enumerate(_ahead(batches), start=skip):
                 views = self.augmenter.batch_views(chunk, self._device_generator(epoch, self.plan.step_key(s)))
                 if self.original_view:
                     views = torch.cat([self.augmenter.eval_batch(chunk)[None], views[1:]])

@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -40,12 +43,19 @@ from torch.nn.parallel import DistributedDataParallel
 from mihead.device import resolve_device
 from mihead.errors import MiheadError, RecipeError
 
-__all__ = ["Ranks", "current", "global_batch_mean", "process_group"]
+__all__ = ["STALL_VARIABLE", "Ranks", "current", "global_batch_mean", "process_group"]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=nn.Module)
 
 _control: dist.ProcessGroup | None = None  # gloo group for CPU-side agreements under nccl
+_patient: dict[str, dist.ProcessGroup] = {}  # gloo groups without a practical timeout: "node" and "world"
+
+STALL_VARIABLE = "MIHEAD_DATA_STALL"
+"""The environment variable of how many seconds (default 600) a rank waits for its node's local
+rank 0 to load data while nothing in the cache folder changes, before it stops saying so."""
+
+_PATIENCE = timedelta(days=7)  # loading a few million files takes hours; a stall is detected by watching instead
 
 
 def _multi_process() -> bool:
@@ -96,6 +106,48 @@ def _control_group() -> dist.ProcessGroup | None:
         assert isinstance(group, dist.ProcessGroup)  # every rank is a member: never NON_GROUP_MEMBER
         _control = group
     return _control
+
+
+def _patient_group(scope: str) -> dist.ProcessGroup:
+    """A gloo group of this node's ranks (``scope`` "node": torchrun's ``LOCAL_WORLD_SIZE``
+    consecutive ranks) or of every rank ("world"), whose collectives wait as long as loading
+    data takes."""
+    if scope not in _patient:
+        made: object
+        if scope == "node":
+            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
+            made, _ = dist.new_subgroups(group_size=per_node, backend="gloo", timeout=_PATIENCE)
+        else:
+            made = dist.new_group(backend="gloo", timeout=_PATIENCE)
+        assert isinstance(made, dist.ProcessGroup)  # every rank is a member of its node's and the world's
+        _patient[scope] = made
+    return _patient[scope]
+
+
+def _last_change(folder: Path) -> float:
+    """When a file in ``folder`` last changed (0 when none can be seen)."""
+    try:
+        return max((entry.stat().st_mtime for entry in os.scandir(folder)), default=0.0)
+    except OSError:
+        return 0.0
+
+
+def _wait_for(work: dist.Work, leader: int, rank: int, watch: Path, what: str) -> None:
+    """Wait until ``work`` (a collective the node's ``leader`` joins when done) completes, as
+    long as something in ``watch`` keeps changing; a MiheadError naming the leader when nothing
+    has for :data:`STALL_VARIABLE` seconds."""
+    stall = float(os.environ.get(STALL_VARIABLE, "600"))
+    since = time.time()
+    while not work.is_completed():
+        progress = max(since, _last_change(watch))
+        if time.time() - progress > stall:
+            raise MiheadError(
+                f"rank {rank} waited {stall:,.0f} s for rank {leader} (local rank 0 of its node) to {what}, "
+                f"and nothing changed in {watch} meanwhile; it may hang: see rank {leader}'s output "
+                f"(the wait is {STALL_VARIABLE} seconds)"
+            )
+        time.sleep(0.1)
+    work.wait()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +207,43 @@ class Ranks:
             raise value
         return value
 
+    def from_local_main(self, make: Callable[[], T], *, watch: Path, what: str) -> T:
+        """``make()`` run by local rank 0 of every node (each node makes its own: its copy of
+        a dataset, in its own cache folder), its value given to the other ranks of its node,
+        which wait for it while files in ``watch`` change (:data:`STALL_VARIABLE`; ``what``
+        says in the message what they waited for). A MiheadError raised on any node is raised
+        on every rank, naming the rank it came from."""
+        if self.world_size == 1:
+            return make()
+        node = _patient_group("node")
+        leader = self.rank - self.local_rank
+        box: list[Any] = [None]
+        if self.local_rank == 0:
+            try:
+                box = [(True, make())]
+            except MiheadError as exc:
+                box = [(False, exc)]
+            dist.barrier(group=node)
+        else:
+            _wait_for(dist.barrier(group=node, async_op=True), leader, self.rank, watch, what)
+        dist.broadcast_object_list(box, src=leader, group=node)
+        ok, value = box[0]
+        failures: list[Any] = [None] * self.world_size
+        dist.all_gather_object(failures, None if ok or self.local_rank else (self.rank, value), group=_patient_group("world"))
+        failed = [f for f in failures if f is not None]
+        if failed:
+            source, error = failed[0]
+            raise error if source == self.rank else type(error)(f"rank {source}: {error}")
+        return value
+
+    def gather(self, value: T) -> list[T]:
+        """Every rank's ``value``, by rank, on every rank."""
+        if self.world_size == 1:
+            return [value]
+        values: list[Any] = [None] * self.world_size
+        dist.all_gather_object(values, value, group=_control_group())
+        return values
+
     def any(self, flag: bool) -> bool:
         """True on every rank when ``flag`` is true on at least one (e.g. a stop request)."""
         if self.world_size == 1:
@@ -207,4 +296,5 @@ def process_group(device_name: str) -> Iterator[Ranks]:
         yield current()
     finally:
         _control = None
+        _patient.clear()
         dist.destroy_process_group()

@@ -20,7 +20,8 @@ __all__ = ["OPTIONAL_KEYS", "Dataset", "DatasetParams", "ImageData"]
 class DatasetParams(Params):
     """The common dataset keys, so that any recipe can be pointed elsewhere or shrunk.
 
-    ``limit`` is applied by the core to every dataset (see :class:`Dataset`); ``root``,
+    ``limit`` and ``cache`` are applied by the core to every dataset (see :class:`Dataset` and
+    :mod:`mihead.shared_split`); ``root``,
     ``download`` and ``verify`` mean something only to a dataset that reads, fetches or checks
     files (the optional keys, :data:`OPTIONAL_KEYS`), so each dataset says which of them it honours (:attr:`Dataset.honours`) and a recipe
     that sets another one is refused.
@@ -30,6 +31,12 @@ class DatasetParams(Params):
     download: bool = param(False, "download the data when it is absent")
     verify: bool = param(True, "check checksums (false for a rebuilt copy)")
     limit: int = param(0, "use only the first N images of each split (0 = all)", ge=0)
+    cache: str = param(
+        "auto",
+        "folder keeping the loaded images as memory-mapped files, decoded once and shared by every "
+        "process of a machine ('auto' = ~/.cache/mihead/images, or under $XDG_CACHE_HOME; '' = none: "
+        "each process holds its own copy in memory)",
+    )
 
 
 @dataclasses.dataclass(frozen=True)

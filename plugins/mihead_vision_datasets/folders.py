@@ -4,8 +4,8 @@ user's own images: labelled by class subfolders, or unlabelled in one folder or 
 Files are read by :func:`mihead.images.decode_images`, the function ``mihead predict`` reads
 new images with: converted to ``channels`` (grey, RGBA, palette and 16-bit files included),
 resized (shorter side) and centre-cropped to ``size``, kept as uint8. The decoded array is
-cached (:mod:`mihead.image_cache`, the ``data.cache`` key), so a second run on the same files
-does not decode them again. Each image's id is its path relative to ``data.root``.
+cached (:mod:`mihead.image_cache`, the ``data.cache`` key) as a memory-mapped store, so a second
+run on the same files does not decode them again and the ranks of a machine share one copy. Each image's id is its path relative to ``data.root``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from rich.markup import escape
 from mihead.contracts import Dataset, DatasetParams, ImageData, ImageSpec, param
 from mihead.distributed import current
 from mihead.errors import DataError
-from mihead.image_cache import AUTO, cache_folder, decode_cached
+from mihead.image_cache import cache_folder, decode_cached
 from mihead.images import IMAGE_SUFFIXES, MAX_PIXELS, find_images, is_image
 from mihead_vision_datasets._common import data_root
 
@@ -30,11 +30,6 @@ from mihead_vision_datasets._common import data_root
 class FolderParams(DatasetParams):
     """How the files of a folder dataset are read."""
 
-    cache: str = param(
-        AUTO,
-        "folder keeping decoded images, so that a second run need not decode them ('auto' = "
-        "~/.cache/mihead/images, or under $XDG_CACHE_HOME; '' = no cache)",
-    )
     skip_bad: bool = param(False, "leave out unreadable image files (each named on stderr) instead of stopping")
     decode_workers: int = param(0, "threads decoding the image files (0 = one per CPU)", ge=0)
     max_pixels: int = param(

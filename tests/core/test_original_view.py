@@ -98,6 +98,6 @@ def test_the_recipe_key_reaches_the_view_source() -> None:
     assert built.source.original_view is True
     views = next(iter(built.source.train_batches(epoch=0)))
     # each sample's view 0 is the evaluation view (small_affine at the source size: the image itself)
-    evaluated = torch.from_numpy(built.train_data.images).permute(0, 3, 1, 2).float().div(255)
+    evaluated = torch.from_numpy(np.array(built.train_data.images)).permute(0, 3, 1, 2).float().div(255)
     matches = (views[0][:, None] - evaluated[None]).abs().flatten(2).amax(-1) == 0  # [B, N]
     assert torch.all(matches.any(1))

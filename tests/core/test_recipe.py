@@ -450,7 +450,7 @@ def test_a_dataset_key_it_honours_or_one_at_its_default_is_accepted(registry: Re
     check held root, download and verify for every dataset): accepted, and left out of the
     resolved recipe of a dataset that does not use it."""
     recipe = load_recipe(write(tmp_path, changed("data", root="", download=False, verify=True)), registry)
-    assert set(recipe.to_dict()["data"]) == {"name", "split", "limit"}
+    assert set(recipe.to_dict()["data"]) == {"name", "split", "limit", "cache"}
     folder = load_recipe(write(tmp_path, changed("data", name="image_folder", root=str(tmp_path))), registry)
     assert folder.data.params.root == str(tmp_path)
     assert "root" in folder.to_dict()["data"] and not {"download", "verify"} & set(folder.to_dict()["data"])
