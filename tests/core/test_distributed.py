@@ -307,7 +307,8 @@ def test_two_loopback_nodes_train_as_one_process_with_the_global_batch(tmp_path:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
 
-    port, nodes = free_port(), []
+    port = free_port()
+    nodes: list[subprocess.Popen[bytes]] = []
     for node in (0, 1):
         cwd = tmp_path / f"node{node}"
         cwd.mkdir()
@@ -319,10 +320,10 @@ def test_two_loopback_nodes_train_as_one_process_with_the_global_batch(tmp_path:
         with open(tmp_path / f"node{node}.log", "w") as log:  # a file, not a pipe: no node waits on a full pipe
             nodes.append(subprocess.Popen(command, cwd=cwd, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT))
     try:
-        codes = [node.wait(timeout=120) for node in nodes]
+        codes = [process.wait(timeout=120) for process in nodes]
     finally:
-        for node in nodes:
-            node.kill()
+        for process in nodes:
+            process.kill()
     for node, code in enumerate(codes):
         assert code == 0, (tmp_path / f"node{node}.log").read_text()[-3000:]
     assert list((tmp_path / "node1").iterdir()) == []  # node 1 trained into node 0's run directory, leaving its own --out unmade
