@@ -10,7 +10,9 @@ mean of the per-rank gradients.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +24,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from corehelp import QUICKSTART, sets, subprocess_env
+from corehelp import QUICKSTART, ROOT, sets, subprocess_env
 from mihead import cli
 from mihead.build import ObjectiveTerm
 from mihead.contracts import (
@@ -251,3 +253,94 @@ def test_torchrun_two_cpu_processes_write_one_run_that_resumes_in_one(
 def assignment_ids(run_dir: Path) -> list[str]:
     with open(run_dir / "assignments.csv", newline="") as f:
         return [row["id"] for row in csv.DictReader(f)]
+
+
+# recipes/frozen_digits.toml without a batch norm or a random view: linear heads on the pixels
+# encoder, each view pair an image and its one nearest neighbour; SGD; 3 epochs of 4 steps of 100
+STATIC = [
+    "data.limit=400",
+    'backbone.cache=""',
+    "augment.k=1",
+    "augment.views=2",
+    "head.hidden=0",
+    "head.logit_batchnorm=false",
+    "train.epochs=3",
+    "train.optimizer=sgd",
+    "train.lr=2",
+    "eval.every=0",
+]
+
+
+def free_port() -> int:
+    """A TCP port of the loopback interface that was free a moment ago (node 0 binds it next)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_two_loopback_nodes_train_as_one_process_with_the_global_batch(tmp_path: Path) -> None:
+    """Two torchrun "nodes" on this machine (``--nnodes 2 --node_rank 0|1``, one gloo process
+    each, static rendezvous over 127.0.0.1), of batch 50 each, end with the weights and the
+    logged losses of ``mihead run`` in one process of batch 100, and node 1 writes nothing.
+
+    The recipe is frozen_digits without what makes the two differ by design rather than by a
+    bug: batch normalisation is per rank on CPU (torch's SyncBatchNorm needs CUDA), so the
+    heads are linear, with no hidden layer and no logit batch norm; a frozen encoder's views
+    are drawn from a generator keyed by the chunk (``step x N + rank``), so ``k = 1`` makes the
+    second view the image's nearest neighbour, with nothing to draw. SGD rather than Adam,
+    whose update divides a gradient's scale out: a gradient off by the factor N would go
+    unseen, and Adam magnifies rounding where a gradient is near zero. (Training the one
+    process at half the learning rate, as that factor would, moves the weights about 7e-3 away.)
+
+    Close, not bitwise: one process sums the joint table over 100 samples in one product, two
+    processes sum 50 each and all-reduce the sums, and DDP averages two gradients instead of
+    taking one; float32 rounds these differently. Measured on a 2-core CPU: weights within
+    1.3e-7 of each other (a few units in the last place of values near 0.1), the logged losses
+    equal; the tolerance, 1e-6 absolute and relative, is 10 times that."""
+    recipe = str(ROOT / "recipes" / "frozen_digits.toml")
+    options = [arg for item in STATIC for arg in ("--set", item)]
+    one = tmp_path / "one"
+    done = subprocess.run(
+        [sys.executable, "-m", "mihead", "run", recipe, *options, "--set", "train.batch_size=100", "--out", str(one)],
+        cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    port = free_port()
+    nodes: list[subprocess.Popen[bytes]] = []
+    for node in (0, 1):
+        cwd = tmp_path / f"node{node}"
+        cwd.mkdir()
+        command = [
+            sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
+            "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
+            "-m", "mihead", "run", recipe, *options, "--set", "train.batch_size=50", "--out", str(cwd / "run"),
+        ]  # fmt: skip
+        with open(tmp_path / f"node{node}.log", "w") as log:  # a file, not a pipe: no node waits on a full pipe
+            nodes.append(subprocess.Popen(command, cwd=cwd, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT))
+    try:
+        codes = [process.wait(timeout=120) for process in nodes]
+    finally:
+        for process in nodes:
+            process.kill()
+    for node, code in enumerate(codes):
+        assert code == 0, (tmp_path / f"node{node}.log").read_text()[-3000:]
+    assert list((tmp_path / "node1").iterdir()) == []  # node 1 trained into node 0's run directory, leaving its own --out unmade
+    two = tmp_path / "node0" / "run"
+
+    first, second = (torch.load(run / "checkpoint.pt", weights_only=True) for run in (one, two))
+    assert (first["world_size"], second["world_size"]) == (1, 2)
+    assert first["step"] == second["step"] == 12 and first["images_per_step"] == second["images_per_step"] == 100
+    weights = {name: w for name, w in first["model"].items() if isinstance(w, torch.Tensor)}
+    assert weights and weights.keys() == {name for name, w in second["model"].items() if isinstance(w, torch.Tensor)}
+    for name, w in weights.items():
+        assert torch.allclose(second["model"][name], w, rtol=1e-6, atol=1e-6), name
+
+    logs = [[json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] for run in (one, two)]
+    assert [e["epoch"] for e in logs[0]] == [e["epoch"] for e in logs[1]] == [1, 2, 3]
+    for a, b in zip(*logs, strict=True):
+        assert a["losses"].keys() == b["losses"].keys() == {"iic"}
+        assert b["losses"]["iic"] == pytest.approx(a["losses"]["iic"], rel=1e-6, abs=1e-6), f"epoch {a['epoch']}"
+    losses = [e["losses"]["iic"] for e in logs[0]]
+    assert all(abs(a - b) > 1e-4 for a, b in itertools.pairwise(losses)), losses  # far beyond the tolerance: the steps did something
