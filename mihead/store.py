@@ -2,7 +2,7 @@
 files in a cache folder and read memory-mapped, so every process of a machine shares one copy in
 the page cache and none holds the whole array in its own memory.
 
-A store is filled in chunks straight into a memory-mapped file, never assembled in memory first.
+A store is filled in chunks straight into its file, never assembled in memory first.
 While it is filled it is ``KEY.partial.npy`` with ``KEY.partial.json`` beside it (how many inputs
 are done, how many rows written, which inputs were left out; written atomically after each chunk
 is flushed), so a process killed halfway leaves a store that the next one continues from where it
@@ -25,6 +25,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -119,12 +120,32 @@ def _locked(lock: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _reserve(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.memmap:
-    """A new ``.npy`` of ``shape`` at ``path``, its space reserved on disk, mapped for writing."""
-    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-    with open(path, "r+b") as f:
-        os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
-    return array
+def _reserve(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """A new ``.npy`` of ``shape`` at ``path`` (its header, then room for the rows), its whole
+    space reserved on disk."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+        os.posix_fallocate(f.fileno(), 0, f.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+
+
+def _data_offset(f: BinaryIO) -> int:
+    """Where the rows of the ``.npy`` open as ``f`` start (after its header)."""
+    f.seek(0)
+    version = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    read(f)
+    return f.tell()
+
+
+def _write_rows(f: BinaryIO, offset: int, rows: np.ndarray) -> None:
+    """``rows`` written at byte ``offset`` of ``f`` and on disk before this returns. Written
+    through the file, not a map of it: pages of a map would count in this process's resident
+    memory until it ends, whatever the page cache does with them."""
+    data = np.ascontiguousarray(rows).reshape(-1).view(np.uint8).data
+    while data:
+        written = os.pwrite(f.fileno(), data, offset)
+        data, offset = data[written:], offset + written
+    os.fdatasync(f.fileno())
 
 
 @dataclasses.dataclass
@@ -139,17 +160,17 @@ class _Progress:
         write_text_atomically(path, json.dumps({"done": self.done, "rows": self.rows, "left_out": self.left_out}))
 
 
-def _resumed(partial: Path, progress: Path, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.memmap, _Progress] | None:
-    """The partial store and how far its fill got, when both are there and fit ``shape``."""
+def _resumed(partial: Path, progress: Path, shape: tuple[int, ...], dtype: np.dtype) -> _Progress | None:
+    """How far the fill of the partial store got, when it and its progress are there and fit ``shape``."""
     try:
         saved = json.loads(progress.read_text())
         done = _Progress(int(saved["done"]), int(saved["rows"]), [(int(i), str(r)) for i, r in saved["left_out"]])
-        array = np.lib.format.open_memmap(partial, mode="r+")
-    except (OSError, ValueError, KeyError, TypeError):
+        array = np.load(partial, mmap_mode="r")
+    except (OSError, ValueError, KeyError, TypeError, EOFError):
         return None
     if array.shape != shape or array.dtype != dtype or not 0 <= done.rows <= done.done <= shape[0]:
         return None
-    return array, done
+    return done
 
 
 def _cut(path: Path, rows: int) -> None:
@@ -215,24 +236,26 @@ def _fill_locked(
     if resumed is None:
         size = int(np.prod(shape)) * dtype.itemsize
         try:
-            array, done = _reserve(partial, shape, dtype), _Progress()
+            _reserve(partial, shape, dtype)
         except OSError as exc:
             partial.unlink(missing_ok=True)
             raise WriteError(f"cannot write the cache in {folder}: {exc.strerror or exc} (it needs {_gib(size)})") from None
+        done = _Progress()
         done.save(progress)
     else:
-        array, done = resumed
+        done = resumed
         advance(done.done)
-    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-        if stop <= done.done:
-            continue
-        chunk = fill(start, stop)
-        rows, lost = (chunk.rows, chunk.left_out) if isinstance(chunk, Chunk) else (chunk, ())
-        array[done.rows : done.rows + len(rows)] = rows
-        array.flush()
-        done.done, done.rows, done.left_out = stop, done.rows + len(rows), done.left_out + list(lost)
-        done.save(progress)
-    del array
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    with open(partial, "r+b") as f:
+        offset = _data_offset(f)
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            if stop <= done.done:
+                continue
+            chunk = fill(start, stop)
+            rows, lost = (chunk.rows, chunk.left_out) if isinstance(chunk, Chunk) else (chunk, ())
+            _write_rows(f, offset + done.rows * row_bytes, np.asarray(rows, dtype))
+            done.done, done.rows, done.left_out = stop, done.rows + len(rows), done.left_out + list(lost)
+            done.save(progress)
     if done.rows < shape[0]:
         _cut(partial, done.rows)
     record = {"inputs": shape[0], "ids": None if ids is None else list(ids), "left_out": done.left_out}
