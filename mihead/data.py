@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Sampler
 from mihead.contracts import Augmenter, BatchAugmenter, ImageAugmenter
 from mihead.errors import DataError
 
-__all__ = ["EVAL_EPOCH", "EpochPlan", "ViewBatches", "ViewSource", "derive_seed", "eval_view_batches", "make_view_source", "views_on_device"]
+__all__ = ["EVAL_EPOCH", "EpochPlan", "ViewBatches", "ViewSource", "derive_seed", "eval_view_batches", "images_to_device", "make_view_source", "views_on_device"]
 
 T = TypeVar("T")
 
@@ -180,7 +180,7 @@ def _to_float_views(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     return batch.permute(1, 0, 4, 2, 3).float().div_(255)
 
 
-def _hwc_to_chw(images: np.ndarray, device: torch.device) -> torch.Tensor:
+def images_to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 [B, H, W, C] (in memory, or rows of a read-only map: copied) as [B, C, H, W] on
     ``device``, through pinned memory to a GPU."""
     batch = torch.from_numpy(np.array(images, copy=not images.flags.writeable))
@@ -291,7 +291,7 @@ class ViewSource:
         if self.on_device:
             assert isinstance(self.augmenter, BatchAugmenter)
             chunks = self.plan.batches(epoch)
-            batches = (_hwc_to_chw(_gathered(self.images, chunks[s]), self.device) for s in range(skip, self.steps_per_epoch))
+            batches = (images_to_device(_gathered(self.images, chunks[s]), self.device) for s in range(skip, self.steps_per_epoch))
             for s, chunk in enumerate(_ahead(batches), start=skip):
                 views = self.augmenter.batch_views(chunk, self._device_generator(epoch, self.plan.step_key(s)))
                 if self.original_view:
@@ -311,7 +311,7 @@ class ViewSource:
         if self.on_device:
             assert isinstance(self.augmenter, BatchAugmenter)
             for start in range(0, len(images), batch_size):
-                chunk = _hwc_to_chw(images[start : start + batch_size], self.device)
+                chunk = images_to_device(images[start : start + batch_size], self.device)
                 pair = self.augmenter.batch_views(chunk, self._device_generator(EVAL_EPOCH, start))[:2]
                 yield self.augmenter.eval_batch(chunk), pair
         else:
@@ -356,7 +356,7 @@ def eval_view_batches(
         chunk = images[start : start + batch_size]
         if on_device:
             assert isinstance(augmenter, BatchAugmenter)
-            yield augmenter.eval_batch(_hwc_to_chw(chunk, device))
+            yield augmenter.eval_batch(images_to_device(chunk, device))
         else:
             assert isinstance(augmenter, ImageAugmenter)
             views = np.stack([augmenter.eval_view(image) for image in chunk])

@@ -24,7 +24,7 @@ import torch
 from rich.console import Console
 
 from mihead.contracts import EmbeddingAugmenter, FrozenEncoder
-from mihead.data import derive_seed
+from mihead.data import derive_seed, images_to_device
 from mihead.distributed import current
 from mihead.image_cache import cache_folder
 from mihead.images import rate_progress
@@ -66,17 +66,12 @@ def _encoded(encoder: FrozenEncoder, images: torch.Tensor) -> torch.Tensor:
         return encoder.encode(images).float()
 
 
-def _to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 [B, H, W, C] from a (possibly memory-mapped) array to [B, C, H, W] on ``device``."""
-    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2)
-
-
 def encode_batches(encoder: FrozenEncoder, images: np.ndarray, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
     """``encoder``'s plain embeddings of uint8 images [N, H, W, C], float32 [B, D] on ``device``
     per batch of ``batch_size`` (``mihead predict``'s new images)."""
     encoder.prepare(device)
     for start in range(0, len(images), batch_size):
-        yield _encoded(encoder, _to_device(images[start : start + batch_size], device))
+        yield _encoded(encoder, images_to_device(images[start : start + batch_size], device))
 
 
 def _key(encoder: FrozenEncoder, images: np.ndarray, dtype: str, augmenter: EmbeddingAugmenter, seed: int) -> str:
@@ -111,7 +106,7 @@ def encode_split(
 
     def fill(start: int, stop: int) -> np.ndarray:
         copy, first = divmod(start, n)
-        chunk = _to_device(images[first : first + stop - start], device)
+        chunk = images_to_device(images[first : first + stop - start], device)
         if copy:
             generator = torch.Generator(device=device).manual_seed(derive_seed(seed, copy, first))
             chunk = augmenter.augment(chunk, generator)

@@ -76,8 +76,8 @@ def test_verbose_has_a_block_per_plugin_with_every_parameter_unbroken(verbose_at
 
 def test_verbose_of_a_dataset_leaves_out_the_keys_it_does_not_honour(verbose_at_80: str) -> None:
     blocks = _blocks(verbose_at_80)
-    assert list(_parameters(blocks["dataset digits"])) == ["limit"]
-    assert list(_parameters(blocks["dataset cifar10"])) == ["root", "download", "verify", "limit"]
+    assert list(_parameters(blocks["dataset digits"])) == ["limit", "cache"]
+    assert list(_parameters(blocks["dataset cifar10"])) == ["root", "download", "verify", "limit", "cache"]
 
 
 def test_narrow_terminals_wrap_at_spaces_too() -> None:
@@ -103,7 +103,7 @@ def test_json_lists_every_plugin_and_parameter(run_cli: Callable[..., tuple[int,
             assert p["choices"] == (None if info.choices is None else list(info.choices))
             assert p["also"] == list(info.also)
     digits = next(p for p in listed if p["name"] == "digits")
-    assert [p["name"] for p in digits["parameters"]] == ["limit"]
+    assert [p["name"] for p in digits["parameters"]] == ["limit", "cache"]
     mlp = [p["name"] for p in next(p for p in listed if p["name"] == "mlp")["parameters"]]
     assert "hidden" in mlp and not {"clusters", "overclusters", "per_attachment"} & set(mlp)  # [head]'s core keys
     widths = next(p for p in next(p for p in listed if p["name"] == "smallcnn")["parameters"] if p["name"] == "widths")
