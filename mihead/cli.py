@@ -133,9 +133,12 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, console: Console) -> int:
+    """Evaluate a run's checkpoint; under torchrun every rank assigns its shard of the split
+    and rank 0 scores it and writes the outputs (see mihead/evaluate.py)."""
     from mihead.build import build
     from mihead.checkpoint import load_checkpoint, load_weights
     from mihead.device import resolve_device
+    from mihead.distributed import process_group
     from mihead.evaluate import evaluate_run
     from mihead.outputs import check_head_index, report, training_facts
 
@@ -144,15 +147,24 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     check_writable(run_dir, hint=hint)
     overrides = [f"eval.split={json.dumps(args.split)}"] if args.split else []
     recipe = load_run_recipe(run_dir, _registry(console), overrides)
-    state = load_checkpoint(run_dir, warn=lambda m: _warn(console, m))
     device = resolve_device(args.device, "--device")
-    built = build(recipe, device, recorded=state["model"])
-    if args.head is not None:
-        check_head_index(args.head, built.model.num_heads)
-    load_weights(built.model, state["model"], run_dir, "model")
-    evaluation = evaluate_run(built, recipe)
-    facts = training_facts(state, device, recipe)
-    report(Console(), run_dir, evaluation, built.eval_data.images, facts, head=args.head, gallery_images=recipe.eval.gallery_images)  # a result: stdout
+    with process_group(args.device) as ranks:
+        if not ranks.is_main:
+            console = Console(stderr=True, quiet=True)
+        state = load_checkpoint(run_dir, warn=lambda m: _warn(console, m))
+        device = ranks.device(device)
+        built = build(recipe, device, recorded=state["model"])
+        if args.head is not None:
+            check_head_index(args.head, built.model.num_heads)
+        load_weights(built.model, state["model"], run_dir, "model")
+        evaluation = evaluate_run(built, recipe, ranks)
+
+        def write() -> None:  # rank 0's part
+            assert evaluation is not None
+            facts = training_facts(state, device, recipe)
+            report(Console(), run_dir, evaluation, built.eval_data.images, facts, head=args.head, gallery_images=recipe.eval.gallery_images)  # a result: stdout
+
+        ranks.on_main(write)
     return 0
 
 

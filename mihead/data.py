@@ -37,12 +37,23 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Sampler, Subset
 
 from mihead.contracts import Augmenter, BatchAugmenter, ImageAugmenter
 from mihead.errors import DataError
 
-__all__ = ["EVAL_EPOCH", "EpochPlan", "ViewBatches", "ViewSource", "derive_seed", "eval_view_batches", "images_to_device", "make_view_source", "views_on_device"]
+__all__ = [
+    "EVAL_EPOCH",
+    "EpochPlan",
+    "ViewBatches",
+    "ViewSource",
+    "derive_seed",
+    "eval_shard",
+    "eval_view_batches",
+    "images_to_device",
+    "make_view_source",
+    "views_on_device",
+]
 
 T = TypeVar("T")
 
@@ -112,6 +123,17 @@ class _EvalViews(torch.utils.data.Dataset[tuple[np.ndarray, np.ndarray]]):
         image = self.views.images[index]
         pair = self.views[(EVAL_EPOCH, index)][:2]
         return self.views.augmenter.eval_view(image), pair
+
+
+def eval_shard(n: int, batch_size: int, rank: int, world_size: int) -> range:
+    """The images of an ``n``-image split that process ``rank`` of ``world_size`` evaluates:
+    a contiguous run of whole evaluation batches (batch ``b`` holds images ``b * batch_size``
+    on), rank ``r`` taking batches ``r * b // N`` to ``(r + 1) * b // N`` of the ``b``; empty
+    when there are fewer batches than processes. Whole batches keep the fixed random views of
+    one process: on the device they are drawn for a batch at once, keyed by its first image."""
+    batches = -(-n // batch_size)
+    first, stop = batches * rank // world_size, batches * (rank + 1) // world_size
+    return range(min(first * batch_size, n), min(stop * batch_size, n))
 
 
 class _EpochOrder(Sampler[tuple[int, int]]):
@@ -223,9 +245,10 @@ class ViewBatches(Protocol):
         the first ``skip`` steps."""
         ...
 
-    def eval_batches(self, images: np.ndarray, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """For each batch of ``images``: the evaluation views [B, ...] and two fixed random
-        views [2, B, ...], on the device, in order."""
+    def eval_batches(self, images: np.ndarray, batch_size: int, rows: range | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """For each batch of ``images`` (of its ``rows`` only, when given: a shard,
+        :func:`eval_shard`): the evaluation views [B, ...] and two fixed random views
+        [2, B, ...], on the device, in order."""
         ...
 
 
@@ -304,19 +327,22 @@ class ViewSource:
                 yield _to_float_views(batch, self.device)
 
     def eval_batches(
-        self, images: np.ndarray, batch_size: int
+        self, images: np.ndarray, batch_size: int, rows: range | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """For each batch of ``images``: the evaluation views float [B, C, H, W] and two fixed
+        """For each batch of ``images`` (of its ``rows`` only, when given:
+        :func:`eval_shard`): the evaluation views float [B, C, H, W] and two fixed
         random views float [2, B, C, H, W], on the device, in order."""
+        rows = range(len(images)) if rows is None else rows
         if self.on_device:
             assert isinstance(self.augmenter, BatchAugmenter)
-            for start in range(0, len(images), batch_size):
-                chunk = images_to_device(images[start : start + batch_size], self.device)
+            for start in range(rows.start, rows.stop, batch_size):  # keyed by where it starts in ``images``
+                chunk = images_to_device(images[start : min(start + batch_size, rows.stop)], self.device)
                 pair = self.augmenter.batch_views(chunk, self._device_generator(EVAL_EPOCH, start))[:2]
                 yield self.augmenter.eval_batch(chunk), pair
         else:
             assert isinstance(self.augmenter, ImageAugmenter)
-            loader = self._make_loader(_EvalViews(images, self.augmenter, self.seed), batch_size, shuffle=False)
+            shard = Subset(_EvalViews(images, self.augmenter, self.seed), rows)  # items keyed by their index in ``images``
+            loader = self._make_loader(shard, batch_size, shuffle=False)
             for single, pair in loader:
                 single = single.to(self.device).permute(0, 3, 1, 2).float().div_(255)
                 yield single, _to_float_views(pair, self.device)

@@ -22,6 +22,8 @@ What is global and what is per rank (see docs/distributed.md):
   averaged over its rank's batch becomes, averaged over ranks, the mean over the global batch;
 * statistics that are not built from a joint table (batch normalisation, unless
   ``train.sync_batchnorm``; DCCM's pseudo-graph, nearest neighbours and negatives) are per rank.
+* an evaluation is assigned by every rank, each its contiguous shard of the split's batches,
+  and gathered in image order on rank 0 (:meth:`Ranks.gather`), which scores it and writes it.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -160,7 +163,7 @@ class Ranks:
 
     @property
     def is_main(self) -> bool:
-        """Rank 0 alone writes the run directory and evaluates."""
+        """Rank 0 alone writes the run directory (and scores the evaluations every rank assigns)."""
         return self.rank == 0
 
     def device(self, device: torch.device) -> torch.device:
@@ -195,17 +198,42 @@ class Ranks:
         raises is raised on every rank, so that all of them stop with the same message."""
         if self.world_size == 1:
             return make()
+        return cast(T, self._on_rank_0(make, share=True))
+
+    def on_main(self, make: Callable[[], T]) -> T | None:
+        """``make()`` run on rank 0 only, its result kept there (None on the other ranks, which
+        learn only whether it succeeded: for results too large to send, e.g. an evaluation
+        whose outputs rank 0 writes); a MiheadError it raises is raised on every rank."""
+        if self.world_size == 1:
+            return make()
+        return self._on_rank_0(make, share=False)
+
+    def _on_rank_0(self, make: Callable[[], T], share: bool) -> T | None:
+        """``make()`` on rank 0; its MiheadError, and its result when ``share``, broadcast."""
+        value: T | None = None
         box: list[Any] = [None]
         if self.is_main:
             try:
-                box = [(True, make())]
+                value = make()
+                box = [(True, value if share else None)]
             except MiheadError as exc:
                 box = [(False, exc)]
         dist.broadcast_object_list(box, src=0, group=_control_group())
-        ok, value = box[0]
+        ok, sent = box[0]
         if not ok:
-            raise value
-        return value
+            raise sent
+        return value if self.is_main else sent
+
+    def gather(self, part: np.ndarray, axis: int = 0) -> np.ndarray | None:
+        """Every rank's ``part`` joined along ``axis`` in rank order on rank 0 (None on the
+        other ranks): the rows of contiguous shards back in their order. The parts may differ
+        in length along ``axis`` (unequal shards, an empty one included); they travel pickled
+        over the gloo group, so that an nccl run syncs no GPU stream."""
+        if self.world_size == 1:
+            return part
+        parts: list[Any] | None = [None] * self.world_size if self.is_main else None
+        dist.gather_object(part, parts, dst=0, group=_control_group())
+        return None if parts is None else np.concatenate(parts, axis)
 
     def from_local_main(self, make: Callable[[], T], *, watch: Path, what: str) -> T:
         """``make()`` run by local rank 0 of every node (each node makes its own: its copy of
@@ -236,7 +264,7 @@ class Ranks:
             raise error if source == self.rank else type(error)(f"rank {source}: {error}")
         return value
 
-    def gather(self, value: T) -> list[T]:
+    def all_gather(self, value: T) -> list[T]:
         """Every rank's ``value``, by rank, on every rank."""
         if self.world_size == 1:
             return [value]

@@ -84,12 +84,14 @@ class EncodedViews:
         for s in range(skip, self.steps_per_epoch):
             yield self._views(self.table, prepared, chunks[s], epoch, self.plan.step_key(s))
 
-    def eval_batches(self, images: np.ndarray, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """For each batch of a loaded split's ``images``: their plain embeddings float [B, D]
-        and two fixed random views float [2, B, D], on the device, in order."""
+    def eval_batches(self, images: np.ndarray, batch_size: int, rows: range | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """For each batch of a loaded split's ``images`` (of its ``rows`` only, when given: a
+        shard, :func:`mihead.data.eval_shard`): their plain embeddings float [B, D] and two
+        fixed random views float [2, B, D], on the device, in order."""
         table, prepared = self.tables[id(images)], self._prepared[id(images)]
-        for start in range(0, table.n, batch_size):
-            index = torch.arange(start, min(start + batch_size, table.n))
+        rows = range(table.n) if rows is None else rows
+        for start in range(rows.start, rows.stop, batch_size):  # keyed by where it starts in the table
+            index = torch.arange(start, min(start + batch_size, rows.stop))
             plain = self._gather(table, index[None])[0]
             yield plain, self._views(table, prepared, index, EVAL_EPOCH, start)[:2]
 

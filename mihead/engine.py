@@ -2,8 +2,9 @@
 whose outputs (summary, plots, assignments, gallery) :mod:`mihead.outputs` writes.
 
 Under torchrun (see mihead/distributed.py and docs/distributed.md) every rank trains its shard
-of each global batch in DistributedDataParallel; rank 0 alone evaluates, on the whole
-evaluation split, and writes the run directory, and every rank returns rank 0's summary.
+of each global batch in DistributedDataParallel and assigns its shard of each evaluation; rank
+0 scores the whole evaluation split and writes the run directory, and every rank returns rank
+0's summary.
 """
 
 from __future__ import annotations
@@ -288,10 +289,11 @@ class Trainer:
             if step >= 0:
                 raise NumericalError(f"loss term {name!r} became non-finite at step {step + 1}; {self._stopped()}")
 
-    def _evaluate(self) -> Evaluation:
-        """The run's evaluation now; non-finite outputs stop it, saying what checkpoint is kept."""
+    def _evaluate(self) -> Evaluation | None:
+        """The run's evaluation now, every rank assigning its shard: rank 0's, None on the
+        other ranks. Non-finite outputs stop every rank, saying what checkpoint is kept."""
         try:
-            return evaluate_run(self.built, self.recipe)
+            return evaluate_run(self.built, self.recipe, self.ranks)
         except NumericalError as exc:
             raise NumericalError(f"{exc}; {self._stopped()}") from None
 
@@ -319,7 +321,8 @@ class Trainer:
                 record = self._close_epoch(steps, stops)
                 if self.step < self.total_steps:
                     display.start_epoch(self.epoch)
-        return self.ranks.from_main(lambda: self._report(record))
+        evaluation = self._evaluate()
+        return self.ranks.from_main(lambda: self._report(record, evaluation))
 
     def _train_epoch(self, stops: list[int], display: _ProgressDisplay) -> _EpochSteps:
         """The epoch's steps from ``step_in_epoch`` to its end, the run's end or a stop request
@@ -365,8 +368,10 @@ class Trainer:
             "seconds": self.seconds,
         }
         every = self.recipe.eval.every
-        if not done and every and self.epoch % every == 0 and self.ranks.is_main:
-            record["eval"] = self._evaluate().epoch_metrics()
+        if not done and every and self.epoch % every == 0:
+            evaluation = self._evaluate()  # on every rank; logged by rank 0
+            if evaluation is not None:
+                record["eval"] = evaluation.epoch_metrics()
         if not done:  # the epoch's line goes before its checkpoint: a kill between
             self._log(record)  # the two repeats the epoch and drops the line on resume
         if done or self.epoch % self.recipe.train.checkpoint_every == 0:
@@ -382,9 +387,10 @@ class Trainer:
             f"continue with: mihead run --resume {self.run_dir}"
         )
 
-    def _report(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The final evaluation: logged with the last epoch's ``record``, written, printed."""
-        evaluation = self._evaluate()
+    def _report(self, record: dict[str, Any], evaluation: Evaluation | None) -> dict[str, Any]:
+        """The final ``evaluation`` (rank 0's): logged with the last epoch's ``record``,
+        written, printed."""
+        assert evaluation is not None  # rank 0 alone reports
         record["eval"] = evaluation.epoch_metrics()
         if all(r["epoch"] != self.epoch for _, r in read_metrics(self.run_dir)):  # resuming a finished run
             self._log(record)

@@ -1,5 +1,10 @@
 """Cluster assignments of every head on an evaluation split, and their scores under the
-recipe's protocol (:mod:`mihead.protocol`)."""
+recipe's protocol (:mod:`mihead.protocol`).
+
+Under torchrun every rank assigns a contiguous shard of the split's evaluation batches
+(:func:`mihead.data.eval_shard`), rank 0 gathers the assignments in image order
+(:meth:`mihead.distributed.Ranks.gather`) and scores them; the random views, keyed by image or
+by batch start in the split, are those of one process, so the scores and outputs are too."""
 
 from __future__ import annotations
 
@@ -12,8 +17,9 @@ import torch
 
 from mihead.build import Built
 from mihead.contracts import ImageData
-from mihead.data import ViewBatches
+from mihead.data import ViewBatches, eval_shard
 from mihead.device import autocast
+from mihead.distributed import Ranks
 from mihead.encoded_views import EncodedViews
 from mihead.finite import NumericalError
 from mihead.knn import KnnScore
@@ -26,10 +32,8 @@ __all__ = ["Evaluation", "assign_views", "evaluate", "evaluate_run"]
 
 
 @torch.no_grad()
-def assign_views(model: MultiHeadModel, batches: Iterable[torch.Tensor], precision: str) -> tuple[np.ndarray, np.ndarray]:
-    """Every main head's cluster (argmax) and its probability for each batch of views float
-    [V, B, C, H, W]: int64 and float32 [H, V, N], the batches' images in order. A
-    NumericalError when a probability is NaN or infinite."""
+def _argmax_views(model: MultiHeadModel, batches: Iterable[torch.Tensor], precision: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`assign_views` without the check for non-finite probabilities."""
     was_training = model.training
     model.eval()
     clusters, confidence = [], []
@@ -42,14 +46,26 @@ def assign_views(model: MultiHeadModel, batches: Iterable[torch.Tensor], precisi
             confidence.append(best.float().cpu())
     finally:
         model.train(was_training)
-    probabilities = torch.cat(confidence, 2).numpy()
+    return torch.cat(clusters, 2).numpy(), torch.cat(confidence, 2).numpy()
+
+
+def _require_finite(probabilities: np.ndarray) -> None:
+    """A NumericalError when a cluster probability float [H, V, N] is NaN or infinite."""
     finite = np.isfinite(probabilities).all(axis=(0, 1))  # per image, over heads and views
     if not finite.all():  # argmax of NaN is arbitrary: no cluster, CSV or gallery is made of it
         raise NumericalError(
             f"the model's cluster probabilities are non-finite for {int((~finite).sum()):,} of {finite.size:,} images "
             "(its weights diverged, or its activations overflow on them); nothing was assigned"
         )
-    return torch.cat(clusters, 2).numpy(), probabilities
+
+
+def assign_views(model: MultiHeadModel, batches: Iterable[torch.Tensor], precision: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every main head's cluster (argmax) and its probability for each batch of views float
+    [V, B, C, H, W]: int64 and float32 [H, V, N], the batches' images in order. A
+    NumericalError when a probability is NaN or infinite."""
+    clusters, probabilities = _argmax_views(model, batches, precision)
+    _require_finite(probabilities)
+    return clusters, probabilities
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,13 +166,20 @@ class Evaluation:
 
 
 def _assign(
-    model: MultiHeadModel, source: ViewBatches, images: np.ndarray, batch_size: int, precision: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every main head's clusters of ``images``: of the evaluation views int64 [H, N], their
-    probabilities float32 [H, N], and of two fixed random views int64 [H, 2, N]."""
-    batches = (torch.cat([view.unsqueeze(0), pair]) for view, pair in source.eval_batches(images, batch_size))
-    clusters, confidence = assign_views(model, batches, precision)  # views: evaluation, two fixed random ones
-    return clusters[:, 0], confidence[:, 0], clusters[:, 1:]
+    model: MultiHeadModel, source: ViewBatches, images: np.ndarray, batch_size: int, precision: str, ranks: Ranks
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every main head's clusters of ``images``' views (the evaluation view, then two fixed
+    random ones) int64 [H, 3, N] and their probabilities float32 [H, 3, N]: each rank assigns
+    its shard (:func:`mihead.data.eval_shard`) and rank 0 gets the whole split in image order
+    (None on the other ranks). Unchecked for finiteness: a rank that stopped here would leave
+    the others waiting for its shard."""
+    rows = eval_shard(len(images), batch_size, ranks.rank, ranks.world_size)
+    clusters, confidence = np.zeros((model.num_heads, 3, 0), np.int64), np.zeros((model.num_heads, 3, 0), np.float32)
+    if rows:  # a rank may have no batch of a small split
+        batches = (torch.cat([view.unsqueeze(0), pair]) for view, pair in source.eval_batches(images, batch_size, rows))
+        clusters, confidence = _argmax_views(model, batches, precision)
+    every_cluster, every_confidence = ranks.gather(clusters, axis=2), ranks.gather(confidence, axis=2)
+    return None if every_cluster is None or every_confidence is None else (every_cluster, every_confidence)
 
 
 def _score(
@@ -178,49 +201,62 @@ def evaluate(
     selection: str,
     fit: ImageData | None = None,
     protocol: Protocol | None = None,
-) -> Evaluation:
+    ranks: Ranks | None = None,
+) -> Evaluation | None:
     """Score every head on ``data``; labels, when present, are used here only. With ``fit``
     (other images: the protocol's fitting split), the head is chosen on ``fit`` and, when
     ``fit`` is labelled, each head's cluster-to-class mapping is fitted on it and scores
-    ``data``."""
-    assign, confidence, pair = _assign(model, source, data.images, batch_size, precision)
-    fit_heads, mappings = None, None
-    if fit is not None:
-        fit_assign, _, fit_pair = _assign(model, source, fit.images, batch_size, precision)
-        fit_heads = _score(fit_assign, fit_pair, fit.labels, model.clusters)
-        if fit.labels is not None and data.labels is not None:
-            mappings = tuple(best_matching(fit.labels, fit_assign[h]) for h in range(len(fit_assign)))
-    results = _score(assign, pair, data.labels, model.clusters, mappings)
-    chooser = fit_heads if fit_heads is not None else results
-    mode = selection if chooser[0].acc is not None else "nmi_zz"
-    selected = select_head(chooser, mode)
-    best = select_head(results, "best") if data.labels is not None else None
-    ids = tuple(data.sample_ids())
-    fit_labelled = fit is None or fit.labels is not None
-    encoded = source if isinstance(source, EncodedViews) else None
-    return Evaluation(
-        results,
-        selected,
-        mode,
-        best,
-        assign,
-        confidence,
-        ids,
-        data.labels,
-        data.classes,
-        protocol=protocol.describe(fit_labelled) if protocol else "",
-        splits=protocol.splits() if protocol else {},
-        fit_heads=fit_heads,
-        mappings=mappings,
-        embeddings=encoded.plain(data.images) if encoded else None,
-        encoder_knn=encoded.knn_score(data, fit) if encoded else None,
-    )
+    ``data``. With several processes (``ranks``), each assigns its shard of the images and
+    rank 0 alone scores them: the Evaluation on rank 0, None on the others. A NumericalError
+    (non-finite probabilities) is raised on every rank."""
+    ranks = ranks or Ranks()
+    scored = _assign(model, source, data.images, batch_size, precision, ranks)
+    fitted = _assign(model, source, fit.images, batch_size, precision, ranks) if fit is not None else None
+
+    def score() -> Evaluation:  # rank 0's part
+        assert scored is not None
+        for _, probabilities in (scored, *((fitted,) if fitted is not None else ())):
+            _require_finite(probabilities)
+        assign, confidence, pair = scored[0][:, 0], scored[1][:, 0], scored[0][:, 1:]
+        fit_heads, mappings = None, None
+        if fit is not None and fitted is not None:
+            fit_assign, fit_pair = fitted[0][:, 0], fitted[0][:, 1:]
+            fit_heads = _score(fit_assign, fit_pair, fit.labels, model.clusters)
+            if fit.labels is not None and data.labels is not None:
+                mappings = tuple(best_matching(fit.labels, fit_assign[h]) for h in range(len(fit_assign)))
+        results = _score(assign, pair, data.labels, model.clusters, mappings)
+        chooser = fit_heads if fit_heads is not None else results
+        mode = selection if chooser[0].acc is not None else "nmi_zz"
+        selected = select_head(chooser, mode)
+        best = select_head(results, "best") if data.labels is not None else None
+        ids = tuple(data.sample_ids())
+        fit_labelled = fit is None or fit.labels is not None
+        encoded = source if isinstance(source, EncodedViews) else None
+        return Evaluation(
+            results,
+            selected,
+            mode,
+            best,
+            assign,
+            confidence,
+            ids,
+            data.labels,
+            data.classes,
+            protocol=protocol.describe(fit_labelled) if protocol else "",
+            splits=protocol.splits() if protocol else {},
+            fit_heads=fit_heads,
+            mappings=mappings,
+            embeddings=encoded.plain(data.images) if encoded else None,
+            encoder_knn=encoded.knn_score(data, fit) if encoded else None,
+        )
+
+    return ranks.on_main(score)
 
 
-def evaluate_run(built: Built, recipe: Recipe) -> Evaluation:
+def evaluate_run(built: Built, recipe: Recipe, ranks: Ranks | None = None) -> Evaluation | None:
     """A run's evaluation under its protocol: ``built``'s evaluation split scored (with the
     fitting split's mapping and head when they differ), with the recipe's evaluation batch
-    size, precision and head selection."""
+    size, precision and head selection; sharded over ``ranks`` as :func:`evaluate` says."""
     fit = built.fit_data if built.fit_data is not built.eval_data else None
     return evaluate(
         built.model,
@@ -231,4 +267,5 @@ def evaluate_run(built: Built, recipe: Recipe) -> Evaluation:
         selection=recipe.eval.selection,
         fit=fit,
         protocol=built.protocol,
+        ranks=ranks,
     )

@@ -106,7 +106,7 @@ def shared_split(make: Callable[[], ImageData], cache: Path | None, what: str, *
 
     data = ranks.from_local_main(made, watch=cache, what=f"load {what}").open()
     if ranks.world_size > 1:
-        held = ranks.gather(_identity(data))
+        held = ranks.all_gather(_identity(data))
         for rank, (n, digest) in enumerate(held):
             if digest != held[0][1]:
                 differs = f"{held[0][0]:,} images on rank 0, {n:,} on rank {rank}" if n != held[0][0] else (

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mihead.contracts import AugmenterParams, BatchAugmenter, ImageAugmenter, ImageSpec
-from mihead.data import make_view_source
+from mihead.data import eval_shard, make_view_source
 
 
 class NoiseViews(ImageAugmenter):
@@ -92,6 +92,30 @@ def test_eval_batches_are_fixed() -> None:
     assert torch.allclose(single, torch.full_like(single, 100 / 255))
     (_, again), *_ = source(num_workers=2).eval_batches(IMAGES, 8)
     assert torch.equal(pair, again)
+
+
+def test_eval_shards_are_contiguous_runs_of_whole_batches_covering_the_split_once() -> None:
+    for n, batch_size, world in [(200, 70, 2), (24, 5, 3), (24, 8, 5), (5, 8, 3), (23, 5, 4)]:
+        shards = [eval_shard(n, batch_size, r, world) for r in range(world)]
+        assert [i for shard in shards for i in shard] == list(range(n)), (n, batch_size, world)  # in rank order
+        assert all(shard.start % batch_size == 0 for shard in shards if shard)
+        batches = [-(-len(shard) // batch_size) for shard in shards]
+        assert max(batches) - min(batches) <= 1
+    assert [len(eval_shard(200, 70, r, 2)) for r in range(2)] == [70, 130]  # unequal: 1 and 2 batches
+    assert [len(eval_shard(5, 8, r, 3)) for r in range(3)] == [0, 0, 5]  # fewer batches than ranks
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_the_eval_batches_of_shards_are_those_of_one_process(on_device: bool) -> None:
+    """The fixed random views of an image do not depend on the shard: on the workers they are
+    keyed by the image's index in the split, on the device by its batch's start in the split."""
+    whole = list(source(on_device=on_device).eval_batches(IMAGES, 5))  # 5 batches: 5, 5, 5, 5, 4
+    assert not torch.equal(whole[0][1], whole[1][1])  # the views differ by batch: the key shows
+    for world in (2, 3):
+        parts = [b for r in range(world) for b in source(on_device=on_device).eval_batches(IMAGES, 5, eval_shard(24, 5, r, world))]
+        assert len(parts) == len(whole)
+        for (single, pair), (part_single, part_pair) in zip(whole, parts, strict=True):
+            assert torch.equal(single, part_single) and torch.equal(pair, part_pair)
 
 
 class NoiseBoth(NoiseViews, NoiseBatch):

@@ -12,10 +12,15 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import math
+import pickle
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,13 +29,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from corehelp import QUICKSTART, ROOT, sets, subprocess_env
+from corehelp import QUICKSTART, ROOT, TINY, sets, subprocess_env
 from mihead import cli
-from mihead.build import ObjectiveTerm
+from mihead.build import ObjectiveTerm, build
 from mihead.contracts import (
     AugmenterParams,
     BatchAugmenter,
     ImageAugmenter,
+    ImageData,
     ImageSpec,
     ModelOutputs,
     Objective,
@@ -40,7 +46,11 @@ from mihead.data import make_view_source
 from mihead.distributed import Ranks, current, global_batch_mean
 from mihead.engine import _LossTerms
 from mihead.errors import RecipeError
-from mihead.plugins import Registry
+from mihead.evaluate import Evaluation, evaluate
+from mihead.finite import NumericalError
+from mihead.plugins import Registry, load_registry
+from mihead.protocol import resolve_protocol
+from mihead.recipe import load_recipe
 
 HEADS, VIEWS, BATCH, K, K_OVER, DIM = 3, 2, 6, 4, 7, 5
 GLOBAL = ("iic", "dhog_push")  # terms of the global batch's joint tables
@@ -156,12 +166,142 @@ def test_two_processes_give_the_loss_and_gradients_of_one_process_with_both_batc
                 assert_grads_close(rank_grads, grads, f"{cls.name}, rank {r} vs one process")
 
 
+def _start(rank: int, world: int, rendezvous: str) -> Ranks:
+    """Join a gloo group of ``world`` processes on CPU; a collective that waits a minute fails."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world, timeout=timedelta(seconds=60))
+    return current()
+
+
+def _refused() -> None:
+    raise RecipeError("refused on rank 0")
+
+
+def _collectives_worker(rank: int, world: int, rendezvous: str, out: str) -> None:
+    """Unequal parts (rank 1's empty) gathered, and rank 0's work kept there or refused."""
+    ranks = _start(rank, world, rendezvous)
+    try:
+        lengths = [3, 0, 2]
+        start = sum(lengths[:rank])
+        part = np.stack([np.arange(start, start + lengths[rank]), 10 * np.arange(start, start + lengths[rank])])  # [2, n]
+        gathered = ranks.gather(part, axis=1)
+        kept = ranks.on_main(lambda: f"made on rank {rank}")
+        try:
+            ranks.on_main(_refused)
+            caught = ""
+        except RecipeError as exc:
+            caught = str(exc)
+        (Path(out) / f"rank{rank}.pkl").write_bytes(pickle.dumps((gathered, kept, caught)))
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gather_joins_unequal_parts_in_rank_order_on_rank_0_and_on_main_keeps_its_result_there(tmp_path: Path) -> None:
+    world = 3
+    mp.spawn(_collectives_worker, args=(world, str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=world)
+    results = [pickle.loads((tmp_path / f"rank{r}.pkl").read_bytes()) for r in range(world)]
+    gathered, kept, caught = results[0]
+    np.testing.assert_array_equal(gathered, [[0, 1, 2, 3, 4], [0, 10, 20, 30, 40]])
+    assert kept == "made on rank 0" and caught == "refused on rank 0"
+    for r in (1, 2):
+        assert results[r] == (None, None, "refused on rank 0")  # the error reaches every rank, the result does not
+
+
+def _evaluate_worker(rank: int, world: int, rendezvous: str, out: str) -> None:
+    """The tiny quickstart model (the same weights in every process: build seeds them) scores
+    100 images with a fitting split of 100 others, sharded; rank 0 also alone, for reference.
+    Then non-finite probabilities in rank 1's shard only stop every rank."""
+    ranks = _start(rank, world, rendezvous)
+    try:
+        recipe = load_recipe(QUICKSTART, load_registry(), [*TINY, "head.per_attachment=3"])
+        built = build(recipe, torch.device("cpu"))
+        data = built.eval_data
+        assert data.labels is not None
+        scored = ImageData(data.images[:100], data.labels[:100], data.classes)
+        fit = ImageData(data.images[100:], data.labels[100:], data.classes)
+        batches = built.source.eval_batches
+        assigned: list[tuple[int, int]] = []
+
+        def recording(images: np.ndarray, batch_size: int, rows: range | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            assert rows is not None
+            assigned.append((rows.start, rows.stop))
+            for single, pair in batches(images, batch_size, rows):
+                yield (single * math.nan if poisoned and rank == 1 else single), pair
+
+        built.source.eval_batches = recording  # type: ignore[method-assign]
+        kwargs: dict[str, Any] = {"batch_size": 30, "precision": "fp32", "selection": "nmi_zz", "fit": fit, "protocol": resolve_protocol("fit_on_train", "train", "test")}
+        poisoned = False
+        sharded = evaluate(built.model, built.source, scored, ranks=ranks, **kwargs)
+        alone = evaluate(built.model, built.source, scored, **kwargs) if ranks.is_main else None
+        poisoned = True
+        try:
+            evaluate(built.model, built.source, scored, ranks=ranks, **kwargs)
+            caught = ""
+        except NumericalError as exc:
+            caught = str(exc)
+        (Path(out) / f"rank{rank}.pkl").write_bytes(pickle.dumps((sharded, alone, assigned[:2], caught)))
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ranks_assign_their_shards_and_rank_0_scores_them_as_one_process(tmp_path: Path) -> None:
+    world = 2
+    mp.spawn(_evaluate_worker, args=(world, str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=world)
+    results = [pickle.loads((tmp_path / f"rank{r}.pkl").read_bytes()) for r in range(world)]
+    sharded, alone, _, _ = results[0]
+    assert isinstance(sharded, Evaluation) and isinstance(alone, Evaluation)
+    assert len(np.unique(alone.assignments)) > 1 and alone.fit_heads is not None  # something to get wrong
+    np.testing.assert_array_equal(sharded.assignments, alone.assignments)
+    np.testing.assert_array_equal(sharded.confidence, alone.confidence)
+    assert sharded.summary() == alone.summary()  # scores of the fixed random views (NMI(z, z')) and the fitting split's too
+    # 100 images in 4 batches of 30: rank 0 assigns the first 2 batches, rank 1 the last 2, of each split
+    assert [r[2] for r in results] == [[(0, 60), (0, 60)], [(60, 100), (60, 100)]]
+    assert results[1][:2] == (None, None)
+    for r in range(world):  # rank 1's non-finite shard stops both ranks; the count is the split's
+        assert results[r][3].startswith("the model's cluster probabilities are non-finite for 40 of 100 images")
+
+
+@pytest.mark.slow
+def test_mihead_eval_under_torchrun_writes_the_outputs_of_one_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run trained in one process, evaluated by ``mihead eval`` in one process and by two
+    gloo processes under torchrun (200 images in batches of 70: shards of 70 and 130 images):
+    the same summary.json and assignments.csv, byte for byte. No field of summary.json differs:
+    its training facts (world size, seconds, steps) are the checkpoint's, and the device is the
+    CPU in both (on CUDA it would read cuda in one process and cuda:0 under torchrun)."""
+    run_dir = tmp_path / "run"
+    assert cli.main(["run", str(QUICKSTART), *sets("train.epochs=1", "eval.every=0", "eval.batch_size=70"), "--out", str(run_dir)]) == 0
+    capsys.readouterr()
+    outputs = ("summary.json", "assignments.csv")
+
+    def evaluated(*launcher: str) -> dict[str, bytes]:
+        for name in outputs:
+            (run_dir / name).unlink()
+        done = subprocess.run(
+            [sys.executable, *launcher, "-m", "mihead", "eval", str(run_dir)],
+            cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=240,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.count("Per-head results") == 1  # rank 0 alone reports
+        return {name: (run_dir / name).read_bytes() for name in outputs}
+
+    one = evaluated()
+    two = evaluated("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
+    assert one == two
+    assert assignment_ids(run_dir) == [str(i) for i in range(200)]
+    assert json.loads(one["summary.json"])["world_size"] == 1  # the training's, from the checkpoint
+
+
 def test_one_process_ranks_are_the_identity() -> None:
     ranks = current()
     assert ranks == Ranks() and ranks.is_main
     module = nn.Linear(2, 2)
     assert ranks.wrap(module) is module
-    assert ranks.from_main(lambda: 7) == 7
+    assert ranks.from_main(lambda: 7) == 7 and ranks.on_main(lambda: 7) == 7
+    part = np.arange(6).reshape(2, 3)
+    assert ranks.gather(part, axis=1) is part
     assert ranks.any(True) and not ranks.any(False)
     values = torch.tensor([1.0, 4.0])
     assert torch.equal(ranks.mean(values), values)
@@ -226,9 +366,10 @@ def test_torchrun_two_cpu_processes_write_one_run_that_resumes_in_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """torchrun, 2 gloo processes of 50 images on 200 digits: one run directory, one summary,
-    one log line per epoch; then the run continues in one process (another world size)."""
+    one log line per epoch, with the evaluation of epoch 1 that both ranks took part in; then
+    the run continues in one process (another world size)."""
     run_dir = tmp_path / "run"
-    tiny = sets("train.epochs=1", "train.batch_size=50", "head.overclusters=5", "eval.every=0")
+    tiny = sets("train.epochs=2", "train.batch_size=50", "head.overclusters=5", "eval.every=1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     done = subprocess.run(
         [*command, "-m", "mihead", "run", str(QUICKSTART), *tiny, "--out", str(run_dir)],
@@ -237,16 +378,17 @@ def test_torchrun_two_cpu_processes_write_one_run_that_resumes_in_one(
     assert done.returncode == 0, done.stderr[-3000:]
     assert [p.relative_to(tmp_path) for p in tmp_path.rglob("summary.json")] == [Path("run/summary.json")]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert (summary["world_size"], summary["epochs"], summary["steps"]) == (2, 1, 2)  # 200 // (2 x 50)
-    assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert (summary["world_size"], summary["epochs"], summary["steps"]) == (2, 2, 4)  # 200 // (2 x 50) per epoch
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2] and all(len(line["eval"]["heads"]) == 2 for line in lines)
     assert done.stdout.count("Per-head results") == 1 and "Per-head results" not in done.stderr  # a result, and rank 1 is quiet
-    assert assignment_ids(run_dir) == [str(i) for i in range(200)]  # rank 0 assigned the whole split, not its shard
+    assert assignment_ids(run_dir) == [str(i) for i in range(200)]  # the ranks' shards gathered: the whole split
 
-    assert cli.main(["run", "--resume", str(run_dir), "--set", "train.epochs=2"]) == 0
+    assert cli.main(["run", "--resume", str(run_dir), "--set", "train.epochs=3"]) == 0
     capsys.readouterr()
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert (summary["world_size"], summary["epochs"], summary["steps"]) == (1, 2, 8)  # epoch 2: 4 steps of 50
-    assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert (summary["world_size"], summary["epochs"], summary["steps"]) == (1, 3, 12)  # 3 epochs of 4 steps of 50: the step counts in the new steps
+    assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
     assert assignment_ids(run_dir) == [str(i) for i in range(200)]
 
 
