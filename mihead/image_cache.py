@@ -70,22 +70,31 @@ def _stat(path: Path) -> tuple[int, int] | str:
 
 def _entry(
     root: Path,
-    stats: Sequence[tuple[Path, tuple[int, int] | str]],
+    paths: Sequence[Path],
     size: int,
     channels: int,
     selection: str,
     max_pixels: int,
-) -> tuple[str, str]:
-    """The entry's key and the prefix that every entry of this folder, selection and target
-    shares. ``stats`` pairs each file with its :func:`_stat`; ``max_pixels`` decides which
+) -> tuple[str, str, list[str], list[tuple[Path, str]]]:
+    """The entry's key, the prefix that every entry of this folder, selection and target
+    shares, the files' paths relative to ``root`` and the files that cannot be stat'ed (with
+    why). The key digests each file's relative path and :func:`_stat` as it goes, so that a
+    million files cost their paths, not a list of their stats; ``max_pixels`` decides which
     files are left out, so another limit is another content."""
     absolute = root.resolve()
     target = {"size": size, "channels": channels}
-    files = [[p.relative_to(root).as_posix(), *(stat if isinstance(stat, tuple) else [stat])] for p, stat in stats]
-    content = _digest({"format": FORMAT, "pillow": PIL.__version__, **target, "max_pixels": max_pixels, "files": files})
+    content = hashlib.sha256(json.dumps({"format": FORMAT, "pillow": PIL.__version__, **target, "max_pixels": max_pixels}).encode())
+    relative: list[str] = []
+    unstated: list[tuple[Path, str]] = []
+    for path in paths:
+        name, stat = path.relative_to(root).as_posix(), _stat(path)
+        relative.append(name)
+        if isinstance(stat, str):
+            unstated.append((path, stat))
+        content.update(json.dumps([name, stat]).encode())
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", absolute.name)[:40] or "root"
     prefix = f"{slug}-{_digest({'root': str(absolute), 'selection': selection, **target})}-"
-    return f"{prefix}{content}", prefix
+    return f"{prefix}{content.hexdigest()[:16]}", prefix, relative, unstated
 
 
 def _opens_grey(path: Path) -> bool | None:
@@ -141,12 +150,10 @@ def decode_cached(
     WriteError naming the folder and the room needed."""
     if cache is None:
         return decode_images(paths, size, channels, skip_bad=skip_bad, workers=workers, console=console, max_pixels=max_pixels)
-    stats = [(p, _stat(p)) for p in paths]
-    unstated = [(p, stat) for p, stat in stats if isinstance(stat, str)]
+    key, prefix, ids, unstated = _entry(root, paths, size, channels, selection, max_pixels)
     if unstated and not skip_bad:
         path, reason = unstated[0]
         raise DataError(f"cannot read image {path}: {reason}")
-    key, prefix = _entry(root, stats, size, channels, selection, max_pixels)
     workers = workers or default_workers()
     if channels == 0:
         channels = _channels(cache, key, paths, size, workers)
@@ -156,7 +163,6 @@ def decode_cached(
         check_cache_folder(cache, "data.cache")
         step = max(16, min(4096, CHUNK_BYTES // (size * size * channels)))
         bounds = [*range(0, len(paths), step), len(paths)]
-        ids = [p.relative_to(root).as_posix() for p in paths]
         with Decoding(size, channels, total=len(paths), workers=workers, console=console, max_pixels=max_pixels) as decoding:
 
             def fill(start: int, stop: int) -> Chunk:
