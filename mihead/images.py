@@ -14,6 +14,7 @@ decodes and resizes (``bench/decode_folder.py`` compares threads and processes).
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -185,6 +186,11 @@ def _decode_or_reason(path: Path, size: int, channels: int, max_pixels: int) -> 
     return pixels, grey, ""
 
 
+def _decode_group(paths: Sequence[Path], size: int, channels: int, max_pixels: int) -> list[tuple[np.ndarray | None, bool, str]]:
+    """:func:`_decode_or_reason` of each file, in order (one task of a pool)."""
+    return [_decode_or_reason(p, size, channels, max_pixels) for p in paths]
+
+
 @dataclass(frozen=True)
 class DecodedImages:
     """What :func:`decode_images` gives: the images of the files it could read, in order."""
@@ -263,12 +269,15 @@ class Decoding:
             self.progress.advance(self.task, files)
 
     def _results(self, paths: Sequence[Path]) -> Iterator[tuple[np.ndarray | None, bool, str]]:
-        n = len(paths)
-        args = (paths, [self.size] * n, [self.channels] * n, [self.max_pixels] * n)
-        if self.pool is None or n < 2:
-            return map(_decode_or_reason, *args)
-        chunk = max(1, min(64, n // (4 * self.workers))) if self.processes else 1
-        return self.pool.map(_decode_or_reason, *args, chunksize=chunk)
+        """Each file's result, in order. The pool gets groups of up to 64 files (four groups
+        per worker at least): a task per file costs more than decoding a small JPEG."""
+        if self.pool is None or len(paths) < 2:
+            return (_decode_or_reason(p, self.size, self.channels, self.max_pixels) for p in paths)
+        step = max(1, min(64, len(paths) // (4 * self.workers)))
+        groups = [paths[i : i + step] for i in range(0, len(paths), step)]
+        n = len(groups)
+        done = self.pool.map(_decode_group, groups, [self.size] * n, [self.channels] * n, [self.max_pixels] * n)
+        return itertools.chain.from_iterable(done)
 
     def chunk(self, paths: Sequence[Path], *, skip_bad: bool) -> tuple[np.ndarray, list[tuple[int, str]], bool]:
         """The images of the files of ``paths`` it could read, uint8 [k, size, size, C] in
