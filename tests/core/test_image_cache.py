@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from mihead import image_cache, images
-from mihead.errors import DataError, UsageError
+from mihead.errors import DataError, UsageError, WriteError
 from mihead.images import DecodedImages
 
 
@@ -186,3 +186,16 @@ def test_an_unwritable_cache_folder_is_one_line_before_anything_is_decoded(tmp_p
     with pytest.raises(UsageError, match=f"^data.cache: cannot make {blocked / 'cache'}: .*; give a writable folder, or \"\" for no cache$"):
         image_cache.decode_cached(root, paths, 4, 3, cache=blocked / "cache", workers=1)
     assert decoded.files == 0
+
+
+def test_a_full_disk_is_one_line_naming_the_folder_and_the_room_needed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, cache = tmp_path / "images", tmp_path / "cache"
+    paths = folder(root, [10, 20])
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(WriteError, match=rf"^cannot write the cache in {cache}: No space left on device \(it needs 0\.0 MiB\)$"):
+        image_cache.decode_cached(root, paths, 4, 3, cache=cache, workers=1)
+    assert [p.suffix for p in cache.iterdir()] == [".lock"]  # nothing half-written to read back

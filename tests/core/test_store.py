@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mihead.errors import WriteError
-from mihead.store import filled_store
+from mihead.store import Chunk, filled_store, left_out
 
 SHAPE = (10, 3)
 BOUNDS = [0, 4, 8, 10]
@@ -67,7 +67,7 @@ def test_a_process_killed_while_filling_is_continued(tmp_path: Path) -> None:
     script = f"""
 import time, numpy as np
 from pathlib import Path
-from mihead.store import filled_store
+from mihead.store import Chunk, filled_store, left_out
 def fill(start, stop):
     if start == 8:
         Path({str(marker)!r}).touch()
@@ -121,3 +121,21 @@ def test_an_unwritable_cache_folder_is_one_line(tmp_path: Path) -> None:
     blocked.write_text("not a folder")
     with pytest.raises(WriteError, match="cannot write the cache in"):
         filled_store(blocked / "cache", "k", SHAPE, "float32", Counting(), BOUNDS)
+
+
+def test_inputs_left_out_are_no_rows_and_are_recorded_across_a_resumed_fill(tmp_path: Path) -> None:
+    def fill(start: int, stop: int) -> Chunk:
+        kept = [i for i in range(start, stop) if i % 3 != 1]  # 1, 4 and 7 left out
+        return Chunk(rows(0, 10)[kept], tuple((i, f"bad {i}") for i in range(start, stop) if i % 3 == 1))
+
+    interrupted = Counting(fail_at=8)
+    with pytest.raises(KeyboardInterrupt):
+        filled_store(tmp_path, "k", SHAPE, "float32", lambda a, b: (interrupted(a, b), fill(a, b))[1], BOUNDS)
+    store = filled_store(tmp_path, "k", SHAPE, "float32", fill, BOUNDS, ids=[str(i) for i in range(10)])
+    kept = [0, 2, 3, 5, 6, 8, 9]
+    np.testing.assert_array_equal(store, rows(0, 10)[kept])
+    assert left_out(tmp_path, "k") == [(1, "bad 1"), (4, "bad 4"), (7, "bad 7")]  # 1 and 4 from before the interruption
+    assert np.load(tmp_path / "k.npy").shape == (7, 3)  # the file cut to its rows, its header rewritten
+    assert (tmp_path / "k.npy").stat().st_size == 128 + 7 * 3 * 4
+    again = Counting()
+    assert filled_store(tmp_path, "k", SHAPE, "float32", again, BOUNDS).shape == (7, 3) and again.calls == []
