@@ -27,6 +27,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from PIL import Image
 from torch import nn
 
 from corehelp import QUICKSTART, ROOT, TINY, sets, subprocess_env
@@ -486,3 +487,40 @@ def test_two_loopback_nodes_train_as_one_process_with_the_global_batch(tmp_path:
         assert b["losses"]["iic"] == pytest.approx(a["losses"]["iic"], rel=1e-6, abs=1e-6), f"epoch {a['epoch']}"
     losses = [e["losses"]["iic"] for e in logs[0]]
     assert all(abs(a - b) > 1e-4 for a, b in itertools.pairwise(losses)), losses  # far beyond the tolerance: the steps did something
+
+
+@pytest.mark.slow
+def test_a_node_without_the_folder_stops_every_rank_with_one_line(tmp_path: Path) -> None:
+    """Two loopback torchrun nodes, one process each, each with its own image cache: node 1's
+    ``data.root`` does not exist. Node 0 decodes its folder, then both stop with exit status 2
+    and mihead's one line, node 0's naming the rank it came from; nothing hangs."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    shrink = ["data.size=8", "head.clusters=3", "head.per_attachment=1", "train.batch_size=6", "train.max_steps=1", "train.device=cpu"]
+    port = free_port()
+    nodes: list[subprocess.Popen[bytes]] = []
+    for node, root in ((0, photos), (1, tmp_path / "missing")):
+        overrides = [*shrink, f"data.root={root}", f"data.cache={tmp_path / f'cache{node}'}"]
+        command = [
+            sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
+            "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
+            "-m", "mihead", "run", str(ROOT / "recipes" / "folder.toml"), *[a for o in overrides for a in ("--set", o)],
+            "--out", str(tmp_path / f"run{node}"),
+        ]  # fmt: skip
+        with open(tmp_path / f"node{node}.log", "w") as log:
+            nodes.append(subprocess.Popen(command, cwd=tmp_path, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT))
+    try:
+        codes = [process.wait(timeout=120) for process in nodes]
+    finally:
+        for process in nodes:
+            process.kill()
+    logs = [(tmp_path / f"node{node}.log").read_text() for node in (0, 1)]
+    assert codes[0] != 0 and codes[1] != 0, logs
+    reason = f"dataset 'image_folder': {tmp_path / 'missing'} is not a folder; set data.root to the image folder"
+    assert f"mihead: error: rank 1: {reason}\n" in logs[0], logs[0][-3000:]
+    assert f"mihead: error: {reason}\n" in logs[1], logs[1][-3000:]
+    assert "exitcode  : 2" in logs[0] and "exitcode  : 2" in logs[1]  # torchrun's report of its process
+    assert len(list((tmp_path / "cache0").glob("*.npy"))) == 1 and not (tmp_path / "run0").exists()
