@@ -2,7 +2,7 @@
 memory-mapped store, a million-entry store mapped, and the memory of 1, 2 and 4 gloo ranks.
 
     python bench/scale.py                                  # 200,000 JPEGs, a 1,000,000-entry store
-    python bench/scale.py --images 4000 --store 20000 --ranks 1 2 --steps 2
+    python bench/scale.py --images 2000 --store 20000 --ranks 1 2 --eval-ranks 1 --steps 2 --batch 32
 
 The folder (git-ignored ``data/scale_jpg_N/``, made once) holds N JPEG files of 32x32 pixels in
 folders of 1,000: the CIFAR-10 JPEGs of the shared pack, repeated under new names. Printed, each
@@ -13,11 +13,12 @@ measured in its own process with fresh caches ($XDG_CACHE_HOME in a temporary fo
   with torch and mihead imported), for a quarter of the folder and for all of it;
 * a store of ``--store`` entries made directly (random pixels), then mapped by a process that
   reads batches from it: its private memory, before and after;
-* ``mihead run`` (recipes/folder.toml, smallcnn, ``--steps`` steps of 256 images) on the whole
-  folder with 1, 2 and 4 gloo ranks (torchrun): each rank's peak private memory and peak
-  proportional set size (``Pss``: shared pages, such as the mapped store, divided among the
-  processes mapping them), and the job's total (the sum of the ranks' peak Pss);
-* ``mihead eval`` of that run's checkpoint (the whole folder) in 1 process and under 2 ranks.
+* ``mihead run`` (recipes/folder.toml, smallcnn, ``--steps`` steps of ``--batch`` (256) images per rank, then
+  its evaluation of every image) on a tenth of the folder in one process, then on all of it with
+  1, 2 and 4 gloo ranks (torchrun): each rank's peak private memory, its peak proportional set
+  size (``Pss``: a shared page, such as one of the mapped store, divided among the processes
+  mapping it) alone and with its loader workers, and the job's total (the sum of the latter);
+* ``mihead eval`` of the first whole-folder run's checkpoint in 1 process and under 2 ranks.
 
 Memory is read from /proc (Linux). Every figure comes from this one invocation.
 """
@@ -61,26 +62,43 @@ def jpeg_folder(root: Path, n: int) -> Path:
     return root
 
 
-def _status() -> dict[str, int]:
-    """This process's memory counters of /proc/self/status and smaps_rollup, in bytes."""
+def _status(pid: str = "self") -> dict[str, int]:
+    """A process's memory counters of /proc/PID/status and smaps_rollup, in bytes (empty when
+    it has ended)."""
     found: dict[str, int] = {}
-    for name in ("/proc/self/status", "/proc/self/smaps_rollup"):
-        with open(name) as f:
-            for line in f:
-                m = re.match(r"(\w+):\s+(\d+) kB", line)
-                if m:
-                    found[m.group(1)] = int(m.group(2)) * 1024
+    for name in (f"/proc/{pid}/status", f"/proc/{pid}/smaps_rollup"):
+        try:
+            with open(name) as f:
+                for line in f:
+                    m = re.match(r"(\w+):\s+(\d+) kB", line)
+                    if m:
+                        found[m.group(1)] = int(m.group(2)) * 1024
+        except OSError:
+            return {}
+    return found
+
+
+def _descendants(pid: str = "self") -> list[str]:
+    """The processes this one started, and theirs (a rank's loader workers)."""
+    found: list[str] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            for child in children.read_text().split():
+                found += [child, *_descendants(child)]
+        except OSError:
+            continue
     return found
 
 
 class Sampler:
-    """Peaks of this process's private memory (RssAnon) and proportional set size (Pss),
-    sampled every 50 ms in a thread."""
+    """Peaks, sampled every 50 ms in a thread, of this process's private memory (RssAnon) and
+    proportional set size (Pss), and of the Pss of this process with its descendants (loader
+    workers)."""
 
     def __init__(self) -> None:
         first = _status()
         self.base = first["RssAnon"]
-        self.anon, self.pss = first["RssAnon"], first["Pss"]
+        self.anon, self.pss, self.tree = first["RssAnon"], first["Pss"], first["Pss"]
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -91,13 +109,14 @@ class Sampler:
 
     def sample(self) -> None:
         now = _status()
-        self.anon, self.pss = max(self.anon, now["RssAnon"]), max(self.pss, now["Pss"])
+        tree = now["Pss"] + sum(_status(pid).get("Pss", 0) for pid in _descendants())
+        self.anon, self.pss, self.tree = max(self.anon, now["RssAnon"]), max(self.pss, now["Pss"]), max(self.tree, tree)
 
     def result(self) -> dict[str, int]:
         self.stop.set()
         self.thread.join()
         self.sample()
-        return {"base_anon": self.base, "peak_anon": self.anon, "peak_pss": self.pss}
+        return {"base_anon": self.base, "peak_anon": self.anon, "peak_pss": self.pss, "peak_tree_pss": self.tree}
 
 
 def _decode_worker(folder: str, cache: str, workers: int, limit: int, out: str) -> None:
@@ -163,7 +182,7 @@ def _launcher(world: int) -> list[str]:
 
 def measure(args: argparse.Namespace, tmp: Path, say: Callable[[str], None]) -> None:
     folder = jpeg_folder(REPO / "data" / f"scale_jpg_{args.images}", args.images)
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp / "xdg"), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp / "xdg")}  # torchrun gives each of several ranks one thread
     me = [str(Path(__file__).resolve())]
     say(f"folder: {args.images:,} JPEGs of 32x32 in {folder}")
 
@@ -196,26 +215,32 @@ def measure(args: argparse.Namespace, tmp: Path, say: Callable[[str], None]) -> 
         f"{(r['mapped_anon'] - r['base_anon']) / MIB:+,.1f} MiB after mapping, peak {(r['peak_anon'] - r['base_anon']) / MIB:+,.1f} MiB"
     )
 
-    run_dir = tmp / "run-1"
-    sets = [f"data.root={folder}", "data.recursive=true", "data.channels=3", "head.clusters=10", f"train.max_steps={args.steps}", "train.device=cpu"]
-    overrides = [a for s in sets for a in ("--set", s)]
-    for world in args.ranks:
-        run_dir = tmp / f"run-{world}"
-        out = tmp / f"train-{world}"
+    sets = [f"data.root={folder}", "data.recursive=true", "data.channels=3", "head.clusters=10", f"train.max_steps={args.steps}", f"train.batch_size={args.batch}", "train.device=cpu"]
+    runs = [(1, args.images // 10), *((world, 0) for world in args.ranks)]
+    for world, limit in runs:
+        run_dir = tmp / f"run-{world}-{limit}"
+        out = tmp / f"train-{world}-{limit}"
+        overrides = [a for s in [*sets, f"data.limit={limit}"] for a in ("--set", s)]
         start = time.perf_counter()
         _run([*_launcher(world), *me, "--mihead-worker", str(out), "--", "run", str(RECIPE), "--out", str(run_dir), *overrides], env)
         seconds = time.perf_counter() - start
         ranks = _ranks(out, world)
-        per = ", ".join(f"rank {i}: {r['peak_anon'] / MIB:,.0f} MiB private, {r['peak_pss'] / MIB:,.0f} MiB Pss" for i, r in enumerate(ranks))
-        total = sum(r["peak_pss"] for r in ranks)
-        say(f"train {args.steps} steps of 256 per rank and evaluate, {world} rank{'s' if world > 1 else ' '}: {seconds:,.1f} s; {per}; job total {total / MIB:,.0f} MiB")
+        say(
+            f"run, {limit or args.images:,} images, {world} rank{'s' if world > 1 else ''} ({args.steps} step{'s' if args.steps > 1 else ''} of {args.batch} per rank, "
+            f"then the evaluation of every image): {seconds:,.1f} s; job total {sum(r['peak_tree_pss'] for r in ranks) / MIB:,.0f} MiB"
+        )
+        for i, r in enumerate(ranks):
+            say(
+                f"    rank {i}: private {r['peak_anon'] / MIB:,.0f} MiB, Pss {r['peak_pss'] / MIB:,.0f} MiB, "
+                f"with its loader workers {r['peak_tree_pss'] / MIB:,.0f} MiB"
+            )
 
-    for world in (1, 2):
+    for world in args.eval_ranks:
         out = tmp / f"eval-{world}"
         start = time.perf_counter()
-        _run([*_launcher(world), *me, "--mihead-worker", str(out), "--", "eval", str(run_dir)], env)
+        _run([*_launcher(world), *me, "--mihead-worker", str(out), "--", "eval", str(tmp / f"run-{args.ranks[0]}-0")], env)
         seconds = time.perf_counter() - start
-        say(f"mihead eval of {args.images:,} images, {world} rank{'s' if world > 1 else ' '}: {seconds:,.1f} s (wall clock, start to end)")
+        say(f"mihead eval of {args.images:,} images, {world} rank{'s' if world > 1 else ''}: {seconds:,.1f} s (start to end)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -230,7 +255,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=200_000)
     parser.add_argument("--store", type=int, default=1_000_000)
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--eval-ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=256, help="train.batch_size (per rank)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         measure(args, Path(tmp), lambda line: print(line, flush=True))
