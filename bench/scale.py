@@ -193,7 +193,7 @@ def measure(args: argparse.Namespace, tmp: Path, say: Callable[[str], None]) -> 
         r = json.loads(out.read_text())
         rows.append(r)
         say(
-            f"decode {r['images']:>9,} images, {workers} worker{'s' if workers > 1 else ' '}: {r['images'] / r['seconds']:>7,.0f} images/s; "
+            f"decode {r['images']:>9,} images, {workers} worker{'s' if workers > 1 else ''}: {r['images'] / r['seconds']:>7,.0f} images/s; "
             f"private memory {r['base_anon'] / MIB:,.0f} MiB before, peak {(r['peak_anon'] - r['base_anon']) / MIB:+,.0f} MiB"
         )
 

@@ -52,7 +52,6 @@ T = TypeVar("T")
 M = TypeVar("M", bound=nn.Module)
 
 _control: dist.ProcessGroup | None = None  # gloo group for CPU-side agreements under nccl
-_patient: dict[str, dist.ProcessGroup] = {}  # gloo groups without a practical timeout: "node" and "world"
 
 STALL_VARIABLE = "MIHEAD_DATA_STALL"
 """The environment variable of how many seconds (default 600) a rank waits for its node's local
@@ -111,20 +110,20 @@ def _control_group() -> dist.ProcessGroup | None:
     return _control
 
 
-def _patient_group(scope: str) -> dist.ProcessGroup:
-    """A gloo group of this node's ranks (``scope`` "node": torchrun's ``LOCAL_WORLD_SIZE``
-    consecutive ranks) or of every rank ("world"), whose collectives wait as long as loading
-    data takes."""
-    if scope not in _patient:
-        made: object
-        if scope == "node":
-            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
-            made, _ = dist.new_subgroups(group_size=per_node, backend="gloo", timeout=_PATIENCE)
-        else:
-            made = dist.new_group(backend="gloo", timeout=_PATIENCE)
-        assert isinstance(made, dist.ProcessGroup)  # every rank is a member of its node's and the world's
-        _patient[scope] = made
-    return _patient[scope]
+@contextmanager
+def _patient_groups() -> Iterator[tuple[dist.ProcessGroup, dist.ProcessGroup]]:
+    """Two gloo groups whose collectives wait as long as loading data takes: this node's ranks
+    (torchrun's ``LOCAL_WORLD_SIZE`` consecutive ranks) and every rank; destroyed afterwards, so
+    that none outlives the process group it was made in."""
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
+    node, _ = dist.new_subgroups(group_size=per_node, backend="gloo", timeout=_PATIENCE)
+    world = dist.new_group(backend="gloo", timeout=_PATIENCE)
+    assert isinstance(node, dist.ProcessGroup) and isinstance(world, dist.ProcessGroup)  # every rank is a member of both
+    try:
+        yield node, world
+    finally:
+        dist.destroy_process_group(world)
+        dist.destroy_process_group(node)
 
 
 def _last_change(folder: Path) -> float:
@@ -243,21 +242,21 @@ class Ranks:
         on every rank, naming the rank it came from."""
         if self.world_size == 1:
             return make()
-        node = _patient_group("node")
-        leader = self.rank - self.local_rank
-        box: list[Any] = [None]
-        if self.local_rank == 0:
-            try:
-                box = [(True, make())]
-            except MiheadError as exc:
-                box = [(False, exc)]
-            dist.barrier(group=node)
-        else:
-            _wait_for(dist.barrier(group=node, async_op=True), leader, self.rank, watch, what)
-        dist.broadcast_object_list(box, src=leader, group=node)
-        ok, value = box[0]
-        failures: list[Any] = [None] * self.world_size
-        dist.all_gather_object(failures, None if ok or self.local_rank else (self.rank, value), group=_patient_group("world"))
+        with _patient_groups() as (node, world):
+            leader = self.rank - self.local_rank
+            box: list[Any] = [None]
+            if self.local_rank == 0:
+                try:
+                    box = [(True, make())]
+                except MiheadError as exc:
+                    box = [(False, exc)]
+                dist.barrier(group=node)
+            else:
+                _wait_for(dist.barrier(group=node, async_op=True), leader, self.rank, watch, what)
+            dist.broadcast_object_list(box, src=leader, group=node)
+            ok, value = box[0]
+            failures: list[Any] = [None] * self.world_size
+            dist.all_gather_object(failures, None if ok or self.local_rank else (self.rank, value), group=world)
         failed = [f for f in failures if f is not None]
         if failed:
             source, error = failed[0]
@@ -324,5 +323,4 @@ def process_group(device_name: str) -> Iterator[Ranks]:
         yield current()
     finally:
         _control = None
-        _patient.clear()
         dist.destroy_process_group()

@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from mihead.contracts import Backbone, BackboneOutput, ImageSpec, Params
+from mihead.contracts import AugmenterParams, Backbone, BackboneOutput, EmbeddingAugmenter, ImageSpec, Params
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "recipes" / "quickstart.toml"
@@ -156,3 +156,27 @@ class TrunkAndCopies(Backbone):
     def forward(self, images: torch.Tensor) -> BackboneOutput:
         f = torch.tanh(self.trunk(images.flatten(1)))
         return BackboneOutput(attach=[f, *[torch.tanh(c(f)) for c in self.copies]])
+
+
+class Flips(EmbeddingAugmenter[AugmenterParams]):
+    """Copies that flip each image left-right with probability 1/2 (from the generator)."""
+
+    name = "test_flips"
+
+    def __init__(self, params: AugmenterParams, image: ImageSpec, copies: int = 2) -> None:
+        super().__init__(params, image)
+        self._copies = copies
+
+    @property
+    def copies(self) -> int:
+        return self._copies
+
+    def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        flip = torch.rand(len(images), generator=generator, device=images.device) < 0.5
+        return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+    def prepare(self, embeddings: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    def view_rows(self, index: torch.Tensor, prepared: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.stack([index + n, index + 2 * n])

@@ -17,7 +17,7 @@ import pickle
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -421,6 +421,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def loopback_nodes(tmp_path: Path, runs: Sequence[tuple[Path, list[str]]]) -> list[int]:
+    """``mihead ARGS`` on two torchrun "nodes" of this machine (``--nnodes 2 --node_rank 0|1``,
+    one gloo process each, static rendezvous over 127.0.0.1), node i in the folder and with the
+    arguments of ``runs[i]``, its output in ``tmp_path/nodeI.log``; their exit statuses."""
+    port = free_port()
+    nodes: list[subprocess.Popen[bytes]] = []
+    for node, (cwd, args) in enumerate(runs):
+        command = [
+            sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
+            "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "mihead", *args,
+        ]  # fmt: skip
+        with open(tmp_path / f"node{node}.log", "w") as log:  # a file, not a pipe: no node waits on a full pipe
+            nodes.append(subprocess.Popen(command, cwd=cwd, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT))
+    try:
+        return [process.wait(timeout=120) for process in nodes]
+    finally:
+        for process in nodes:
+            process.kill()
+
+
 @pytest.mark.slow
 def test_two_loopback_nodes_train_as_one_process_with_the_global_batch(tmp_path: Path) -> None:
     """Two torchrun "nodes" on this machine (``--nnodes 2 --node_rank 0|1``, one gloo process
@@ -450,23 +470,10 @@ def test_two_loopback_nodes_train_as_one_process_with_the_global_batch(tmp_path:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
 
-    port = free_port()
-    nodes: list[subprocess.Popen[bytes]] = []
     for node in (0, 1):
-        cwd = tmp_path / f"node{node}"
-        cwd.mkdir()
-        command = [
-            sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
-            "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
-            "-m", "mihead", "run", recipe, *options, "--set", "train.batch_size=50", "--out", str(cwd / "run"),
-        ]  # fmt: skip
-        with open(tmp_path / f"node{node}.log", "w") as log:  # a file, not a pipe: no node waits on a full pipe
-            nodes.append(subprocess.Popen(command, cwd=cwd, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT))
-    try:
-        codes = [process.wait(timeout=120) for process in nodes]
-    finally:
-        for process in nodes:
-            process.kill()
+        (tmp_path / f"node{node}").mkdir()
+    runs = [(tmp_path / f"node{node}", ["run", recipe, *options, "--set", "train.batch_size=50", "--out", str(tmp_path / f"node{node}" / "run")]) for node in (0, 1)]
+    codes = loopback_nodes(tmp_path, runs)
     for node, code in enumerate(codes):
         assert code == 0, (tmp_path / f"node{node}.log").read_text()[-3000:]
     assert list((tmp_path / "node1").iterdir()) == []  # node 1 trained into node 0's run directory, leaving its own --out unmade
@@ -500,23 +507,12 @@ def test_a_node_without_the_folder_stops_every_rank_with_one_line(tmp_path: Path
     for i in range(24):
         Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(photos / f"{i}.png")
     shrink = ["data.size=8", "head.clusters=3", "head.per_attachment=1", "train.batch_size=6", "train.max_steps=1", "train.device=cpu"]
-    port = free_port()
-    nodes: list[subprocess.Popen[bytes]] = []
+    runs = []
     for node, root in ((0, photos), (1, tmp_path / "missing")):
         overrides = [*shrink, f"data.root={root}", f"data.cache={tmp_path / f'cache{node}'}"]
-        command = [
-            sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
-            "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
-            "-m", "mihead", "run", str(ROOT / "recipes" / "folder.toml"), *[a for o in overrides for a in ("--set", o)],
-            "--out", str(tmp_path / f"run{node}"),
-        ]  # fmt: skip
-        with open(tmp_path / f"node{node}.log", "w") as log:
-            nodes.append(subprocess.Popen(command, cwd=tmp_path, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT))
-    try:
-        codes = [process.wait(timeout=120) for process in nodes]
-    finally:
-        for process in nodes:
-            process.kill()
+        args = ["run", str(ROOT / "recipes" / "folder.toml"), *[a for o in overrides for a in ("--set", o)], "--out", str(tmp_path / f"run{node}")]
+        runs.append((tmp_path, args))
+    codes = loopback_nodes(tmp_path, runs)
     logs = [(tmp_path / f"node{node}.log").read_text() for node in (0, 1)]
     assert codes[0] != 0 and codes[1] != 0, logs
     reason = f"dataset 'image_folder': {tmp_path / 'missing'} is not a folder; set data.root to the image folder"

@@ -9,35 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from mihead.contracts import AugmenterParams, EmbeddingAugmenter, FrozenEncoderParams, ImageSpec
+from corehelp import Flips
+from mihead.contracts import AugmenterParams, FrozenEncoderParams, ImageSpec
 from mihead.data import derive_seed
 from mihead.embeddings import encode_batches, encode_split
 from mihead.errors import CheckpointError
 from mihead_pixel_encoder import PixelEncoder
-
-
-class Flips(EmbeddingAugmenter[AugmenterParams]):
-    """Copies that flip each image left-right with probability 1/2 (from the generator)."""
-
-    name = "test_flips"
-
-    def __init__(self, params: AugmenterParams, image: ImageSpec, copies: int = 2) -> None:
-        super().__init__(params, image)
-        self._copies = copies
-
-    @property
-    def copies(self) -> int:
-        return self._copies
-
-    def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        flip = torch.rand(len(images), generator=generator, device=images.device) < 0.5
-        return torch.where(flip[:, None, None, None], images.flip(-1), images)
-
-    def prepare(self, embeddings: torch.Tensor) -> torch.Tensor | None:
-        return None
-
-    def view_rows(self, index: torch.Tensor, prepared: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.stack([index + n, index + 2 * n])
 
 
 class Counted(PixelEncoder):

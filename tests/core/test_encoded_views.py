@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mihead.contracts import AugmenterParams, EmbeddingAugmenter, FrozenEncoderParams, ImageSpec
+from corehelp import Flips
+from mihead.contracts import AugmenterParams, FrozenEncoderParams, ImageSpec
 from mihead.data import eval_shard
 from mihead.embeddings import encode_split
 from mihead.encoded_views import EncodedViews
@@ -17,22 +18,11 @@ from mihead_pixel_encoder import PixelEncoder
 SPEC = ImageSpec(channels=1, size=4)
 
 
-class RandomCopies(EmbeddingAugmenter[AugmenterParams]):
+class RandomCopies(Flips):
     """Three copies, each image flipped left-right or not at random; a view is a copy picked
     at random: every view depends on the generator its batch is given."""
 
     name = "test_random_copies"
-
-    @property
-    def copies(self) -> int:
-        return 3
-
-    def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        flip = torch.rand(len(images), generator=generator, device=images.device) < 0.5
-        return torch.where(flip[:, None, None, None], images.flip(-1), images)
-
-    def prepare(self, embeddings: torch.Tensor) -> torch.Tensor | None:
-        return None
 
     def view_rows(self, index: torch.Tensor, prepared: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
         return index + n * torch.randint(1, 4, (self.num_views, len(index)), generator=generator)
@@ -40,7 +30,7 @@ class RandomCopies(EmbeddingAugmenter[AugmenterParams]):
 
 def test_the_eval_batches_of_shards_are_those_of_one_process(tmp_path: Path) -> None:
     images = np.random.default_rng(0).integers(0, 256, (23, 4, 4, 1), dtype=np.uint8)
-    augmenter = RandomCopies(AugmenterParams(views=2), SPEC)
+    augmenter = RandomCopies(AugmenterParams(views=2), SPEC, copies=3)
     encoder = PixelEncoder(FrozenEncoderParams(cache=str(tmp_path), batch_size=8), SPEC)  # type: ignore[call-arg]
     table = encode_split(encoder, images, augmenter, ids=[str(i) for i in range(23)], seed=3, device=torch.device("cpu"))
     views = EncodedViews({id(images): table}, images, augmenter, batch_size=4, seed=3, device=torch.device("cpu"))
