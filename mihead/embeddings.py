@@ -27,10 +27,10 @@ from mihead.contracts import EmbeddingAugmenter, FrozenEncoder
 from mihead.data import derive_seed, images_to_device
 from mihead.distributed import current
 from mihead.image_cache import cache_folder
-from mihead.images import rate_progress
+from mihead.images import images_digest, rate_progress
 from mihead.store import check_cache_folder, filled_store, stored
 
-__all__ = ["FORMAT", "EmbeddingTable", "encode_batches", "encode_split", "images_digest"]
+__all__ = ["FORMAT", "EmbeddingTable", "encode_batches", "encode_split"]
 
 FORMAT = 1  # bump when what a table holds, or how it is keyed, changes
 
@@ -47,15 +47,6 @@ class EmbeddingTable:
     def plain(self) -> np.ndarray:
         """The images' plain embeddings [n, D]."""
         return self.rows[: self.n]
-
-
-def images_digest(images: np.ndarray) -> str:
-    """A digest of uint8 images [N, H, W, C]: their bytes and shape."""
-    h = hashlib.blake2b(repr(images.shape).encode(), digest_size=16)
-    flat = images.reshape(len(images), -1)
-    for start in range(0, len(flat), 4096):
-        h.update(np.ascontiguousarray(flat[start : start + 4096]).data)
-    return h.hexdigest()
 
 
 def _encoded(encoder: FrozenEncoder, images: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import PIL
 from PIL import Image
 from rich.console import Console
@@ -106,13 +107,16 @@ def _opens_grey(path: Path) -> bool | None:
         return None
 
 
-def _channels(cache: Path, key: str, paths: Sequence[Path], size: int, workers: int) -> int:
-    """``channels`` 0 resolved before decoding into a store: the entry's own when it is there,
-    else 1 when every file that opens is grey by its header, else 3 (what decoding everything
-    and then looking would choose)."""
-    for channels in (1, 3):
-        if stored(cache, key, (len(paths), size, size, channels), "uint8") is not None:
-            return channels
+def _channels(cache: Path, key: str, paths: Sequence[Path], workers: int) -> int:
+    """``channels`` 0 resolved before decoding into a store: the entry's own when its file is
+    there (its header read; the entry is checked whole afterwards), else 1 when every file that
+    opens is grey by its header, else 3 (what decoding everything and then looking would choose)."""
+    try:
+        found = int(np.load(cache / f"{key}.npy", mmap_mode="r").shape[-1])
+    except (OSError, ValueError, EOFError, IndexError):
+        found = 0
+    if found in (1, 3):
+        return found
     with ThreadPoolExecutor(workers) as pool:
         return 1 if all(grey is not False for grey in pool.map(_opens_grey, paths)) else 3
 
@@ -156,7 +160,7 @@ def decode_cached(
         raise DataError(f"cannot read image {path}: {reason}")
     workers = workers or default_workers()
     if channels == 0:
-        channels = _channels(cache, key, paths, size, workers)
+        channels = _channels(cache, key, paths, workers)
     shape = (len(paths), size, size, channels)
     hit = stored(cache, key, shape, "uint8")
     if hit is None:

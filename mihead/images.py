@@ -14,6 +14,7 @@ decodes and resizes (``bench/decode_folder.py`` compares threads and processes).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 from collections.abc import Iterator, Sequence
@@ -39,6 +40,7 @@ __all__ = [
     "is_grey_mode",
     "default_workers",
     "find_images",
+    "images_digest",
     "is_image",
     "rate_progress",
 ]
@@ -201,6 +203,16 @@ class DecodedImages:
     """the files decoded, in order (one per image)"""
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     """(file, reason) of each file left out with ``skip_bad``"""
+
+
+def images_digest(images: np.ndarray) -> str:
+    """A digest of uint8 images [N, H, W, C]: their bytes and shape (what keys a store or a
+    cache entry made from them)."""
+    h = hashlib.blake2b(repr(images.shape).encode(), digest_size=16)
+    flat = images.reshape(len(images), -1)
+    for start in range(0, len(flat), 4096):
+        h.update(np.ascontiguousarray(flat[start : start + 4096]).data)
+    return h.hexdigest()
 
 
 def default_workers() -> int:

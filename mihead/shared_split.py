@@ -25,6 +25,7 @@ from mihead.contracts import ImageData
 from mihead.distributed import current
 from mihead.errors import DataError
 from mihead.image_cache import CHUNK_BYTES
+from mihead.images import images_digest
 from mihead.store import check_cache_folder, filled_store
 
 __all__ = ["shared_split"]
@@ -59,15 +60,6 @@ def _mapped(data: ImageData) -> _Mapped | None:
     return found
 
 
-def _content_key(images: np.ndarray) -> str:
-    """The store key of an array of images: a digest of its shape and bytes."""
-    digest = hashlib.sha256(repr(images.shape).encode())
-    step = max(1, CHUNK_BYTES // max(1, images[0].nbytes if len(images) else 1))
-    for start in range(0, len(images), step):
-        digest.update(np.ascontiguousarray(images[start : start + step]).data)
-    return f"array-{digest.hexdigest()[:32]}"
-
-
 def _stored(data: ImageData, cache: Path, say: Callable[[str], None]) -> _Mapped:
     """``data`` with its images in a store of ``cache``: as they are when they are mapped from
     one already, else copied into the store of their content (made once)."""
@@ -76,7 +68,7 @@ def _stored(data: ImageData, cache: Path, say: Callable[[str], None]) -> _Mapped
         return found
     n = len(data.images)
     step = max(1, CHUNK_BYTES // max(1, data.images[0].nbytes if n else 1))
-    images = filled_store(cache, _content_key(data.images), data.images.shape, "uint8", lambda a, b: data.images[a:b], [*range(0, n, step), n], say=say)
+    images = filled_store(cache, f"array-{images_digest(data.images)}", data.images.shape, "uint8", lambda a, b: data.images[a:b], [*range(0, n, step), n], say=say)
     stored = _mapped(dataclasses.replace(data, images=images))
     assert stored is not None
     return stored
